@@ -1,0 +1,47 @@
+"""Typed settings, read once from environment variables."""
+
+from __future__ import annotations
+
+import os
+
+import msgspec
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything the service reads from its environment.
+
+    ``redis_url`` empty means "embedded": an in-process store for demos.
+    """
+
+    redis_url: str = ""
+    stream_retention_days: int = 7
+    projector_batch: int = 1000
+    projector_block_ms: int = 1000
+    projector_lease_ms: int = 10_000
+    ingest_max_batch: int = 1000
+    ws_throttle_ms: int = 100
+    log_format: str = "kv"
+    log_level: str = "INFO"
+
+
+_ENV = {
+    "redis_url": "REDIS_URL",
+    "stream_retention_days": "STREAM_RETENTION_DAYS",
+    "projector_batch": "PROJECTOR_BATCH",
+    "projector_block_ms": "PROJECTOR_BLOCK_MS",
+    "projector_lease_ms": "PROJECTOR_LEASE_MS",
+    "ingest_max_batch": "INGEST_MAX_BATCH",
+    "ws_throttle_ms": "WS_THROTTLE_MS",
+    "log_format": "LOG_FORMAT",
+    "log_level": "LOG_LEVEL",
+}
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Build Settings from ``environ`` (default: ``os.environ``); bad values raise."""
+    env = os.environ if environ is None else environ
+    raw = {field: env[var] for field, var in _ENV.items() if var in env}
+    try:
+        return msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise SystemExit(f"invalid setting: {exc}") from None

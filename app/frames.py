@@ -1,0 +1,284 @@
+"""Decoding SSI FastConnect Broadcast frames into typed messages.
+
+A Broadcast argument is ``{"DataType": T, "Content": C}`` where ``C`` is usually a
+JSON *string* holding the payload (decoded twice), sometimes an object. Field names
+are matched case-insensitively and through the aliases SSI is known to use, numbers
+may be ``12.0``, ``12`` or ``"12"``. Anything that does not fit raises
+:class:`FrameError` with a reason meant for the dead-letter stream.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Union
+
+import msgspec
+from msgspec import Meta
+
+MAX_FRAME_BYTES = 256 * 1024
+
+# Bounds keep hostile numbers (1e300, negative prices) out of the folds.
+Amount = Annotated[float, Meta(ge=0, le=1e16)]
+Signed = Annotated[float, Meta(ge=-1e16, le=1e16)]
+Text = Annotated[str, Meta(max_length=64)]
+Symbol = Annotated[str, Meta(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.\-]+$")]
+TradingDate = Annotated[str, Meta(pattern=r"^\d{2}/\d{2}/\d{4}$")]
+Hms = Annotated[str, Meta(pattern=r"^\d{2}:\d{2}:\d{2}$")]
+
+BOOK_DEPTH = 10
+
+
+class FrameError(ValueError):
+    """A frame that cannot be projected; ``str(exc)`` is the dead-letter reason."""
+
+
+class _Base(msgspec.Struct, rename="pascal", kw_only=True):
+    trading_date: TradingDate | None = None
+    time: Hms | None = None
+
+
+class SecurityMsg(_Base):
+    """X-QUOTE, X-TRADE, X and OL payloads (one shape; the DataType says which part counts)."""
+
+    symbol: Symbol
+    exchange: Text | None = None
+    market_id: Text | None = None
+    trading_session: Text | None = None
+    trading_status: Text | None = None
+    ceiling: Amount | None = None
+    floor: Amount | None = None
+    ref_price: Amount | None = None
+    open: Amount | None = None
+    high: Amount | None = None
+    low: Amount | None = None
+    highest: Amount | None = None
+    lowest: Amount | None = None
+    last_price: Amount | None = None
+    last_vol: Amount | None = None
+    total_vol: Amount | None = None
+    total_val: Amount | None = None
+    change: Signed | None = None
+    ratio_change: Signed | None = None
+    side: Text | None = None
+    bid_price1: Amount | None = None
+    bid_price2: Amount | None = None
+    bid_price3: Amount | None = None
+    bid_price4: Amount | None = None
+    bid_price5: Amount | None = None
+    bid_price6: Amount | None = None
+    bid_price7: Amount | None = None
+    bid_price8: Amount | None = None
+    bid_price9: Amount | None = None
+    bid_price10: Amount | None = None
+    bid_vol1: Amount | None = None
+    bid_vol2: Amount | None = None
+    bid_vol3: Amount | None = None
+    bid_vol4: Amount | None = None
+    bid_vol5: Amount | None = None
+    bid_vol6: Amount | None = None
+    bid_vol7: Amount | None = None
+    bid_vol8: Amount | None = None
+    bid_vol9: Amount | None = None
+    bid_vol10: Amount | None = None
+    ask_price1: Amount | None = None
+    ask_price2: Amount | None = None
+    ask_price3: Amount | None = None
+    ask_price4: Amount | None = None
+    ask_price5: Amount | None = None
+    ask_price6: Amount | None = None
+    ask_price7: Amount | None = None
+    ask_price8: Amount | None = None
+    ask_price9: Amount | None = None
+    ask_price10: Amount | None = None
+    ask_vol1: Amount | None = None
+    ask_vol2: Amount | None = None
+    ask_vol3: Amount | None = None
+    ask_vol4: Amount | None = None
+    ask_vol5: Amount | None = None
+    ask_vol6: Amount | None = None
+    ask_vol7: Amount | None = None
+    ask_vol8: Amount | None = None
+    ask_vol9: Amount | None = None
+    ask_vol10: Amount | None = None
+
+    def book(self) -> tuple[tuple[float, float], ...]:
+        """The (price, volume) levels, bids then asks, ``BOOK_DEPTH`` each, 0 for empty."""
+        return tuple(
+            (getattr(self, p) or 0.0, getattr(self, v) or 0.0) for p, v in _BOOK_ATTRS
+        )
+
+
+_BOOK_ATTRS = tuple(
+    (f"{side}_price{i}", f"{side}_vol{i}")
+    for side in ("bid", "ask")
+    for i in range(1, BOOK_DEPTH + 1)
+)
+
+
+class ForeignMsg(_Base):
+    """R: cumulative foreign buy/sell for one symbol."""
+
+    symbol: Symbol
+    total_room: Amount | None = None
+    current_room: Amount | None = None
+    buy_vol: Amount | None = None
+    sell_vol: Amount | None = None
+    buy_val: Amount | None = None
+    sell_val: Amount | None = None
+    market_id: Text | None = None
+    exchange: Text | None = None
+
+
+class IndexMsg(_Base):
+    """MI: one index value with breadth."""
+
+    index_id: Symbol
+    index_value: Amount | None = None
+    prior_index_value: Amount | None = None
+    change: Signed | None = None
+    ratio_change: Signed | None = None
+    total_qtty: Amount | None = None
+    total_value: Amount | None = None
+    advances: Amount | None = None
+    no_changes: Amount | None = None
+    declines: Amount | None = None
+    ceilings: Amount | None = None
+    floors: Amount | None = None
+    trading_session: Text | None = None
+    exchange: Text | None = None
+
+
+class StatusMsg(_Base):
+    """F: trading session and status of one symbol."""
+
+    symbol: Symbol
+    trading_session: Text | None = None
+    trading_status: Text | None = None
+    market_id: Text | None = None
+    exchange: Text | None = None
+
+
+class BarMsg(_Base):
+    """B: one fill as a tick bar (kept, not projected)."""
+
+    symbol: Symbol
+    open: Amount | None = None
+    high: Amount | None = None
+    low: Amount | None = None
+    close: Amount | None = None
+    volume: Amount | None = None
+
+
+class UnknownMsg(msgspec.Struct):
+    """A DataType this service does not project; kept in the stream, skipped."""
+
+    data_type: str
+
+
+Message = Union[SecurityMsg, ForeignMsg, IndexMsg, StatusMsg, BarMsg, UnknownMsg]
+
+# DataType -> payload type. The 2020 spec's "Quote"/"Trade" are today's X-QUOTE/X-TRADE.
+_TYPES: dict[str, type] = {
+    "X-QUOTE": SecurityMsg,
+    "X-TRADE": SecurityMsg,
+    "X": SecurityMsg,
+    "OL": SecurityMsg,
+    "R": ForeignMsg,
+    "MI": IndexMsg,
+    "F": StatusMsg,
+    "B": BarMsg,
+}
+_DATA_TYPE_ALIASES = {"QUOTE": "X-QUOTE", "TRADE": "X-TRADE"}
+
+# Lower-cased wire name -> canonical wire name, including SSI's known aliases.
+_CANONICAL: dict[str, str] = {}
+for _t in {*_TYPES.values()}:
+    for _f in msgspec.structs.fields(_t):
+        _CANONICAL[_f.encode_name.lower()] = _f.encode_name
+_CANONICAL.update(
+    {
+        "rtype": "RType",
+        "fbuyvol": "BuyVol",
+        "fsellvol": "SellVol",
+        "fbuyval": "BuyVal",
+        "fsellval": "SellVal",
+        "tradingtime": "Time",
+        "stocksymbol": "Symbol",
+    }
+)
+# Documented fields no projection reads: listed so frames carrying them stay on the
+# fast path (exact names only) instead of being normalised key by key.
+_UNUSED = frozenset(
+    "RType Isin StockNo AvgPrice PriorVal EstMatchedPrice Close IndexName TotalTrade "
+    "TotalQttyPt TotalValuePt AllQty AllValue IndexType TotalQttyOd TotalValueOd "
+    "IndexValEst Value StockType".split()
+)
+_KNOWN = frozenset(_CANONICAL.values()) | _UNUSED
+
+
+class Frame(msgspec.Struct, frozen=True):
+    """A decoded frame: its (normalised) DataType and payload."""
+
+    data_type: str
+    msg: Message
+
+
+def _normalise(content: dict[str, Any]) -> dict[str, Any]:
+    """Map case variants and aliases onto canonical names; exact names win."""
+    out: dict[str, Any] = {}
+    for key, value in content.items():
+        canon = _CANONICAL.get(key.lower()) if isinstance(key, str) else None
+        if canon is None:
+            continue
+        if canon == key or canon not in out:
+            out[canon] = value
+    return out
+
+
+def _field(envelope: dict[str, Any], name: str) -> Any:
+    if name in envelope:
+        return envelope[name]
+    lowered = name.lower()
+    for key, value in envelope.items():
+        if isinstance(key, str) and key.lower() == lowered:
+            return value
+    return None
+
+
+_decode = msgspec.json.decode
+
+
+def decode_frame(raw: str | bytes) -> Frame:
+    """Decode one Broadcast string; raises FrameError with a reason on bad input."""
+    if len(raw) > MAX_FRAME_BYTES:
+        raise FrameError(f"frame too large: {len(raw)} bytes > {MAX_FRAME_BYTES}")
+    try:
+        envelope = _decode(raw)
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise FrameError(f"invalid JSON: {exc}") from None
+    if not isinstance(envelope, dict):
+        raise FrameError(f"envelope is {type(envelope).__name__}, expected an object")
+    content = _field(envelope, "Content")
+    if isinstance(content, str):
+        try:
+            content = _decode(content)
+        except (msgspec.DecodeError, RecursionError) as exc:
+            raise FrameError(f"invalid JSON in Content: {exc}") from None
+    if not isinstance(content, dict):
+        raise FrameError("Content is missing or not an object")
+    data_type = _field(envelope, "DataType")
+    if data_type is None:
+        data_type = content.get("RType", content.get("Rtype"))
+    if not isinstance(data_type, str) or not data_type or len(data_type) > 32:
+        raise FrameError("DataType is missing or not a short string")
+    data_type = data_type.strip().upper()
+    data_type = _DATA_TYPE_ALIASES.get(data_type, data_type)
+    kind = _TYPES.get(data_type)
+    if kind is None:
+        return Frame(data_type, UnknownMsg(data_type))
+    if not content.keys() <= _KNOWN:
+        content = _normalise(content)
+    try:
+        msg = msgspec.convert(content, kind, strict=False)
+    except msgspec.ValidationError as exc:
+        raise FrameError(f"{data_type}: {exc}") from None
+    return Frame(data_type, msg)

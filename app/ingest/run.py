@@ -1,0 +1,86 @@
+"""Ingest runners: a JSONL file or the simulator into the session streams."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import time
+
+from redis.asyncio import Redis
+
+from app.config import Settings
+from app.ingest.writer import StreamWriter, now_ms, read_file
+from app.progress import Progress
+
+log = logging.getLogger("stock_tracker.ingest")
+
+
+async def ingest_file(redis: Redis, settings: Settings, path: str, progress: bool | None = None) -> int:
+    """Append every line of a JSONL file; returns frames appended."""
+    writer = StreamWriter(redis, settings.stream_retention_days)
+    bar = Progress(None, f"ingest {os.path.basename(path)}", enabled=progress)
+    async for lines in read_file(path, chunk=settings.ingest_max_batch):
+        received = now_ms()
+        await writer.append([(line, received) for line in lines])
+        bar.advance(len(lines))
+    bar.close()
+    return writer.appended
+
+
+async def ingest_simulated(redis: Redis, settings: Settings, args: argparse.Namespace) -> int:
+    """Run the market simulator into the streams, paced by ``args.speed`` (0 = max)."""
+    from app.ingest.simulator import DEFAULT_CHANNELS, MarketSimulator
+
+    channels = (
+        [c.strip().upper() for c in args.channels.split(",") if c.strip()]
+        if args.channels
+        else DEFAULT_CHANNELS
+    )
+    sim = MarketSimulator(
+        seed=args.seed,
+        start=args.date,
+        days=args.days,
+        channels=channels,
+        futures_naming=args.futures_naming,
+        activity=args.activity,
+    )
+    return await run_simulator(redis, settings, sim, args.speed, args.frames)
+
+
+async def run_simulator(redis: Redis, settings: Settings, sim, speed: float, limit: int | None) -> int:
+    """Append simulator events; session-close markers at simulated 15:00."""
+    writer = StreamWriter(redis, settings.stream_retention_days)
+    batch: list[tuple[str, int]] = []
+    count = 0
+    first_at = None
+    started = time.monotonic()
+    max_batch = settings.ingest_max_batch
+
+    async def flush() -> None:
+        if batch:
+            await writer.append(batch)
+            batch.clear()
+
+    for event in sim.events():
+        if speed > 0:
+            if first_at is None:
+                first_at = event.at
+            due = started + (event.at - first_at).total_seconds() / speed
+            delay = due - time.monotonic()
+            if delay > 0:
+                await flush()
+                await asyncio.sleep(delay)
+        if event.frame is None:
+            await flush()
+            await writer.close_session(event.at.date().isoformat(), int(event.at.timestamp() * 1000))
+            continue
+        batch.append((event.frame, now_ms()))
+        count += 1
+        if len(batch) >= max_batch:
+            await flush()
+        if limit is not None and count >= limit:
+            break
+    await flush()
+    return count

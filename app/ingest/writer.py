@@ -1,0 +1,173 @@
+"""Ingest: append every frame, unchanged, to the stream of its trading day.
+
+The trading day comes from the frame's own ``TradingDate`` (found with a byte-level
+search, nothing is parsed away), else from the receive time. Frames are appended in
+batches through one Lua call per session stream, so a burst costs one round trip;
+an idle feed appends frame by frame with no added delay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Iterable
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
+
+from app import keys as K
+from app.clock import VN_TZ, next_close, now_vn
+
+log = logging.getLogger("stock_tracker.ingest")
+
+APPEND_LUA = Path(__file__).with_name("append.lua").read_text()
+# Matches TradingDate in a double-encoded Content (\"TradingDate\":\"20/07/2026\")
+# as well as in an object Content; any letter case.
+_DATE = re.compile(rb'(?i)tradingdate\\*"\s*:\s*\\*"(\d{2})/(\d{2})/(\d{4})')
+
+
+def session_of(frame: bytes, fallback: str) -> str:
+    """The session date (YYYY-MM-DD) a raw frame belongs to."""
+    m = _DATE.search(frame)
+    if m is None:
+        return fallback
+    day, month, year = m.groups()
+    return f"{year.decode()}-{month.decode()}-{day.decode()}"
+
+
+def _as_bytes(frame: str | bytes) -> bytes:
+    return frame.encode() if isinstance(frame, str) else frame
+
+
+class StreamWriter:
+    """Appends frames and close markers; registers each session it writes to."""
+
+    def __init__(self, redis: Redis, retention_days: int = 7) -> None:
+        self.redis = redis
+        self.retention_days = retention_days
+        self._sha: str | None = None
+        self._known: set[str] = set()
+        self.appended = 0
+
+    async def append(self, frames: Iterable[tuple[str | bytes, int]]) -> int:
+        """Append (frame, receive-time ms) pairs; one script call per session."""
+        by_session: dict[str, list] = {}
+        fallback_cache: dict[int, str] = {}
+        for frame, received_ms in frames:
+            raw = _as_bytes(frame)
+            day = received_ms // 86_400_000
+            fallback = fallback_cache.get(day)
+            if fallback is None:
+                fallback = fallback_cache[day] = _vn_date(received_ms)
+            args = by_session.setdefault(session_of(raw, fallback), [])
+            args.append(received_ms)
+            args.append(raw)
+        if not by_session:
+            return 0
+        new = [d for d in by_session if d not in self._known]
+        if self._sha is None:
+            self._sha = await self.redis.script_load(APPEND_LUA)
+        try:
+            await self._send(by_session, new)
+        except NoScriptError:
+            # Redis restarted and lost its script cache; nothing was appended.
+            self._sha = await self.redis.script_load(APPEND_LUA)
+            await self._send(by_session, new)
+        self._known.update(new)
+        n = sum(len(a) for a in by_session.values()) // 2
+        self.appended += n
+        return n
+
+    async def _send(self, by_session: dict[str, list], new: list[str]) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for d in new:
+                pipe.zadd(K.SESSIONS, {d: K.date_score(d)})
+            for d, args in by_session.items():
+                pipe.evalsha(self._sha, 1, K.SessionKeys(d).frames, *args)
+            await pipe.execute()
+
+    async def close_session(self, session: str, at_ms: int | None = None) -> None:
+        """Append the 15:00 session-close marker to ``session``'s stream."""
+        at_ms = at_ms if at_ms is not None else int(time.time() * 1000)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(K.SESSIONS, {session: K.date_score(session)})
+            pipe.xadd(K.SessionKeys(session).frames, {"t": at_ms, "m": "close"})
+            await pipe.execute()
+        self._known.add(session)
+        log.info("event=session_close date=%s", session)
+        await self.prune(session)
+
+    async def prune(self, newest: str) -> list[str]:
+        """Delete sessions older than the retention window (never ``newest``)."""
+        cutoff = date.fromisoformat(newest) - timedelta(days=self.retention_days)
+        old = [
+            d.decode() if isinstance(d, bytes) else d
+            for d in await self.redis.zrangebyscore(K.SESSIONS, 0, K.date_score(cutoff.isoformat()) - 1)
+        ]
+        for d in old:
+            await delete_session(self.redis, d)
+            self._known.discard(d)
+            log.info("event=session_pruned date=%s", d)
+        return old
+
+
+async def delete_session(redis: Redis, session: str) -> None:
+    """Remove a session's stream and every projection key."""
+    batch: list = []
+    async for key in redis.scan_iter(match=K.SessionKeys(session).pattern(), count=1000):
+        batch.append(key)
+        if len(batch) >= 500:
+            await redis.unlink(*batch)
+            batch.clear()
+    if batch:
+        await redis.unlink(*batch)
+    await redis.zrem(K.SESSIONS, session)
+
+
+def _vn_date(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, VN_TZ).date().isoformat()
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+async def drain_queue(queue: asyncio.Queue, writer: StreamWriter, max_batch: int = 1000) -> None:
+    """Forever: take whatever is queued (at least one) and append it in one go."""
+    while True:
+        item = await queue.get()
+        batch = [item]
+        while len(batch) < max_batch and not queue.empty():
+            batch.append(queue.get_nowait())
+        await writer.append(batch)
+        for _ in batch:
+            queue.task_done()
+
+
+async def close_at_three(writer: StreamWriter, clock=now_vn, sleep=asyncio.sleep) -> None:
+    """Forever: at each 15:00 Vietnam time, close that day's session."""
+    while True:
+        now = clock()
+        close = next_close(now)
+        await sleep((close - now).total_seconds())
+        await writer.close_session(close.date().isoformat(), int(close.timestamp() * 1000))
+
+
+async def read_file(path: str | Path, chunk: int = 5000) -> AsyncIterator[list[bytes]]:
+    """The non-blank lines of a JSONL file of Broadcast strings, in chunks."""
+    lines: list[bytes] = []
+    with open(path, "rb") as fh:
+        for line in fh:
+            line = line.strip()
+            if line:
+                lines.append(line)
+                if len(lines) >= chunk:
+                    yield lines
+                    lines = []
+                    await asyncio.sleep(0)
+    if lines:
+        yield lines

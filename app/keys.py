@@ -1,0 +1,47 @@
+"""The Redis key schema, in one place.
+
+Every key of a session carries the hash tag ``{YYYY-MM-DD}`` so a session's stream,
+projections and checkpoint live in one Redis Cluster slot and the atomic fold touches
+one slot. See README "Redis keys".
+"""
+
+from __future__ import annotations
+
+PREFIX = "st:"
+SESSIONS = PREFIX + "sessions"  # ZSET: session date -> yyyymmdd
+NOTIFY = PREFIX + "notify"  # pub/sub channel of change notices
+VN30_COMPONENTS = PREFIX + "vn30"  # hash: symbols, updated_at (filled by the feed side)
+FEED_STATUS = PREFIX + "feed"  # hash: connected, since (filled by the feed side)
+GROUP = "projector"
+
+
+class SessionKeys:
+    """Key names of one session (trading date ``YYYY-MM-DD``)."""
+
+    __slots__ = ("date", "base", "frames", "dead", "meta", "lease", "derivatives", "foreign")
+
+    def __init__(self, date: str) -> None:
+        self.date = date
+        self.base = f"{PREFIX}{{{date}}}:"
+        self.frames = self.base + "frames"  # stream: raw frames (f, t) and close markers (m, t)
+        self.dead = self.base + "dead"  # stream: refused frames (id, reason, f)
+        self.meta = self.base + "meta"  # hash: checkpoint and counters
+        self.lease = self.base + "lease"  # string: the projector that owns the stream
+        self.derivatives = self.base + "derivatives"  # hash
+        self.foreign = self.base + "foreign"  # hash: foreign summary
+
+    def entity(self, kind: str, name: str) -> str:
+        """Per-symbol (or per-index) hash, e.g. ``st:{2026-11-25}:stats:VNM``."""
+        return f"{self.base}{kind}:{name}"
+
+    def members(self, kind: str) -> str:
+        """SET of the names that have an entity of ``kind``."""
+        return f"{self.base}set:{kind}"
+
+    def pattern(self) -> str:
+        return f"{PREFIX}{{{self.date}}}:*"
+
+
+def date_score(date: str) -> int:
+    """``2026-11-25`` -> 20261125, the score in the sessions ZSET."""
+    return int(date.replace("-", ""))

@@ -1,0 +1,62 @@
+"""VN30 futures: the active contract and its basis against the VN30 index."""
+
+from __future__ import annotations
+
+import msgspec
+
+from app.futures import is_vn30_future
+from app.projections.quotes import QuoteState, best_bid_ask
+from app.projections.trades import SymbolStats
+
+VN30 = "VN30"
+
+
+class DerivativesState(msgspec.Struct, kw_only=True):
+    """Seed's DerivativesData; basis fields are None until both prices are > 0."""
+
+    symbol: str
+    last_price: float = 0.0
+    change: float = 0.0
+    change_pct: float = 0.0
+    volume: int = 0
+    bid_price: float = 0.0
+    ask_price: float = 0.0
+    basis: float | None = None
+    basis_pct: float | None = None
+    is_premium: bool | None = None
+    last_updated: str | None = None
+
+
+def active_contract(stats: dict[str, SymbolStats]) -> SymbolStats | None:
+    """The futures contract with the largest session volume; ties: first symbol."""
+    best: SymbolStats | None = None
+    for sym in sorted(stats):
+        s = stats[sym]
+        if is_vn30_future(sym) and (best is None or s.total_volume > best.total_volume):
+            best = s
+    return best
+
+
+def compute(
+    stats: dict[str, SymbolStats], quotes: dict[str, QuoteState], vn30_value: float
+) -> DerivativesState | None:
+    """The derivatives view from session stats, the quote cache and the VN30 value."""
+    active = active_contract(stats)
+    if active is None:
+        return None
+    bid, ask = best_bid_ask(quotes.get(active.symbol))
+    out = DerivativesState(
+        symbol=active.symbol,
+        last_price=active.last_price,
+        change=active.change or 0.0,
+        change_pct=active.change_pct or 0.0,
+        volume=active.total_volume,
+        bid_price=bid,
+        ask_price=ask,
+        last_updated=active.last_updated,
+    )
+    if active.last_price > 0 and vn30_value > 0:
+        out.basis = active.last_price - vn30_value
+        out.basis_pct = out.basis / vn30_value * 100
+        out.is_premium = out.basis > 0
+    return out

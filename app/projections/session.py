@@ -1,0 +1,224 @@
+"""One trading session's projection state and the fold that advances it.
+
+``fold(state, entry)`` is the whole projection logic: no I/O, no clock, no randomness,
+so replaying a stream rebuilds the same state. It mutates ``state`` in place (copying
+a market's worth of state per frame would be far too slow) and records which
+entities changed in ``state.dirty`` so the worker writes only those.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from app.clock import iso_time, parse_hms, parse_trading_date
+from app.frames import (
+    ForeignMsg,
+    Frame,
+    FrameError,
+    IndexMsg,
+    SecurityMsg,
+    StatusMsg,
+    decode_frame,
+)
+from app.futures import is_vn30_future
+from app.projections import derivatives, foreign, indices, quotes, trades
+
+Kind = Literal["quote", "stats", "foreign", "flow", "index", "intraday", "derivatives", "foreign_summary", "meta"]
+
+PROJECTED = frozenset({"X-QUOTE", "X-TRADE", "X", "R", "MI", "F"})
+
+
+class SessionMeta(msgspec.Struct, kw_only=True):
+    """Counters of what the fold did with the stream's entries."""
+
+    date: str
+    checkpoint: str = ""
+    entries: int = 0
+    frames: int = 0
+    skipped: int = 0
+    dead: int = 0
+    after_close: int = 0
+    closed: bool = False
+
+
+class SessionState(msgspec.Struct, kw_only=True):
+    """Everything the projections know about one session (trading date)."""
+
+    meta: SessionMeta
+    quotes: dict[str, quotes.QuoteState] = msgspec.field(default_factory=dict)
+    stats: dict[str, trades.SymbolStats] = msgspec.field(default_factory=dict)
+    foreign: dict[str, foreign.ForeignState] = msgspec.field(default_factory=dict)
+    flows: dict[str, foreign.FlowWindow] = msgspec.field(default_factory=dict)
+    indices: dict[str, indices.IndexState] = msgspec.field(default_factory=dict)
+    intraday: dict[str, dict[int, float]] = msgspec.field(default_factory=dict)
+    derivatives: derivatives.DerivativesState | None = None
+    foreign_summary: foreign.ForeignSummary | None = None
+    dirty: set[tuple[str, str]] = msgspec.field(default_factory=set)
+    # Derived views are recomputed once per batch, not per frame.
+    stale_views: bool = False
+
+    @property
+    def date(self) -> str:
+        return self.meta.date
+
+
+def new_session(date: str) -> SessionState:
+    """An empty session for ``date`` (YYYY-MM-DD)."""
+    return SessionState(meta=SessionMeta(date=date))
+
+
+class Close(msgspec.Struct, frozen=True):
+    """The session-close marker the ingest appends at 15:00."""
+
+
+class DeadLetter(msgspec.Struct, frozen=True):
+    """A frame the fold refused, with the reason."""
+
+    reason: str
+
+
+def fold(state: SessionState, entry: Frame | Close | str | bytes) -> DeadLetter | None:
+    """Apply one stream entry (raw frame, decoded frame or close marker).
+
+    Returns a DeadLetter when the frame is refused; state then only counts it.
+    """
+    meta = state.meta
+    meta.entries += 1
+    state.dirty.add(("meta", ""))
+    if isinstance(entry, Close):
+        meta.closed = True
+        return None
+    try:
+        frame = entry if isinstance(entry, Frame) else decode_frame(entry)
+        if meta.closed:
+            meta.after_close += 1
+            return None
+        if frame.data_type not in PROJECTED:
+            meta.skipped += 1
+            return None
+        _apply(state, frame)
+    except FrameError as exc:
+        meta.dead += 1
+        return DeadLetter(str(exc))
+    meta.frames += 1
+    return None
+
+
+def finish_batch(state: SessionState) -> None:
+    """Recompute the derived views (derivatives, foreign summary) if inputs changed."""
+    if not state.stale_views:
+        return
+    state.stale_views = False
+    vn30 = state.indices.get(derivatives.VN30)
+    deriv = derivatives.compute(state.stats, state.quotes, vn30.value if vn30 else 0.0)
+    if deriv != state.derivatives:
+        state.derivatives = deriv
+        state.dirty.add(("derivatives", ""))
+    summary = foreign.summarize(state.foreign) if state.foreign else None
+    if summary != state.foreign_summary:
+        state.foreign_summary = summary
+        state.dirty.add(("foreign_summary", ""))
+
+
+def _event_time(state: SessionState, msg, required: bool) -> int | None:
+    """Seconds of day of the frame; checks the frame belongs to this session."""
+    if msg.trading_date is not None:
+        try:
+            day = parse_trading_date(msg.trading_date).isoformat()
+        except ValueError:
+            raise FrameError(f"bad TradingDate {msg.trading_date!r}") from None
+        if day != state.meta.date:
+            raise FrameError(f"TradingDate {day} is not session {state.meta.date}")
+    if msg.time is None:
+        if required:
+            raise FrameError("missing Time")
+        return None
+    try:
+        return parse_hms(msg.time)
+    except ValueError:
+        raise FrameError(f"bad Time {msg.time!r}") from None
+
+
+def _apply(state: SessionState, frame: Frame) -> None:
+    msg = frame.msg
+    data_type = frame.data_type
+    if isinstance(msg, SecurityMsg):
+        _apply_security(state, msg, data_type)
+    elif isinstance(msg, ForeignMsg):
+        t = _event_time(state, msg, required=True)
+        sym = msg.symbol
+        window = state.flows.get(sym)
+        if window is None:
+            window = state.flows[sym] = foreign.FlowWindow()
+        state.foreign[sym] = foreign.apply_foreign(
+            state.foreign.get(sym), window, msg, t, iso_time(state.meta.date, t)
+        )
+        state.dirty.add(("foreign", sym))
+        state.dirty.add(("flow", sym))
+        state.stale_views = True
+    elif isinstance(msg, IndexMsg):
+        t = _event_time(state, msg, required=True)
+        idx = msg.index_id
+        line = state.intraday.get(idx)
+        if line is None:
+            line = state.intraday[idx] = {}
+        state.indices[idx] = indices.apply_index(
+            state.indices.get(idx), line, msg, t, iso_time(state.meta.date, t)
+        )
+        state.dirty.add(("index", idx))
+        state.dirty.add(("intraday", idx))
+        if idx == derivatives.VN30:
+            state.stale_views = True
+    elif isinstance(msg, StatusMsg):
+        _event_time(state, msg, required=False)
+        if quotes.apply_status(_quote(state, msg.symbol), msg):
+            state.dirty.add(("quote", msg.symbol))
+
+
+def _quote(state: SessionState, symbol: str) -> quotes.QuoteState:
+    q = state.quotes.get(symbol)
+    if q is None:
+        q = state.quotes[symbol] = quotes.QuoteState(symbol=symbol)
+        state.dirty.add(("quote", symbol))
+    return q
+
+
+def _apply_security(state: SessionState, msg: SecurityMsg, data_type: str) -> None:
+    t = _event_time(state, msg, required=False)
+    sym = msg.symbol
+    if data_type == "OL":
+        return
+    quote = _quote(state, sym)
+    futures = is_vn30_future(sym)
+    if data_type in ("X-TRADE", "X"):
+        stats = state.stats.get(sym)
+        volume = trades.detect_trade(stats, msg, data_type)
+        if volume is not None:
+            # Classify against the book as it stood before this frame (rule 4).
+            bid1, ask1 = quotes.best_bid_ask(quote)
+            price = msg.last_price or 0.0
+            side = trades.classify(
+                price,
+                msg.trading_session,
+                bid1,
+                ask1,
+                msg.ceiling or quote.ceiling,
+                msg.floor or quote.floor,
+            )
+            if stats is None:
+                stats = state.stats[sym] = trades.SymbolStats(symbol=sym)
+            event_time = iso_time(state.meta.date, t) if t is not None else None
+            trades.record_trade(stats, msg, trades.Trade(volume, price, side), event_time)
+            state.dirty.add(("stats", sym))
+            if futures:
+                state.stale_views = True
+    if data_type in ("X-QUOTE", "X"):
+        changed = quotes.apply_book(quote, msg)
+    else:
+        changed = quotes.apply_refs(quote, msg)
+    if changed:
+        state.dirty.add(("quote", sym))
+        if futures:
+            state.stale_views = True

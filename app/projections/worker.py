@@ -1,0 +1,385 @@
+"""Projection worker: folds a session's stream into Redis hashes, exactly once.
+
+One worker owns a session stream at a time (a lease); it reads batches through the
+consumer group, folds them in memory, and applies the changed keys, dead letters,
+checkpoint and XACK in one Lua script that refuses a worker whose lease or checkpoint
+is stale. A crash anywhere therefore neither loses nor double-counts a frame: entries
+up to the checkpoint are skipped on restart, the rest are folded again from the
+pending list (a dead worker's pending entries are claimed by its successor).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError, TimeoutError as RedisTimeoutError
+
+from app import keys as K
+from app.config import Settings
+from app.projections import codec
+from app.projections.session import Close, SessionState, fold, finish_batch
+
+log = logging.getLogger("stock_tracker.projector")
+
+APPLY_LUA = (Path(__file__).with_name("apply.lua")).read_text()
+RENEW_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+DEAD_LETTER_MAXLEN = 100_000
+_NOTICE = msgspec.json.Encoder()
+
+
+class NotOwner(Exception):
+    """Another worker holds the session's lease (or advanced its checkpoint)."""
+
+
+def consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def _id_tuple(entry_id: bytes | str) -> tuple[int, int]:
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+class Notice(msgspec.Struct):
+    """Change notice published after each applied batch."""
+
+    date: str
+    kinds: list[str]
+    checkpoint: str
+
+
+class SessionProjector:
+    """Folds one session's stream; see the module docstring for the guarantees."""
+
+    def __init__(self, redis: Redis, date: str, settings: Settings, consumer: str | None = None):
+        self.redis = redis
+        self.date = date
+        self.keys = K.SessionKeys(date)
+        self.settings = settings
+        self.consumer = consumer or consumer_name()
+        self.state: SessionState | None = None
+        self._written: dict[str, codec.Hash] = {}
+        self._members: dict[str, set[str]] = {}
+        self._checkpoint: tuple[int, int] = (0, 0)
+        self._backlog: list[tuple[bytes, dict]] = []
+        self._script = redis.register_script(APPLY_LUA)
+        self._renew = redis.register_script(RENEW_LUA)
+
+    # -- ownership and loading -------------------------------------------------
+
+    async def acquire(self) -> bool:
+        """Take the session's lease if free (or already ours); then load state."""
+        lease_ms = self.settings.projector_lease_ms
+        got = await self.redis.set(self.keys.lease, self.consumer, nx=True, px=lease_ms)
+        if not got:
+            holder = await self.redis.get(self.keys.lease)
+            if holder is None or holder.decode() != self.consumer:
+                return False
+        await self._ensure_group()
+        await self.load()
+        await self._claim_pending()
+        return True
+
+    async def release(self) -> None:
+        """Give the lease up (only if still ours)."""
+        holder = await self.redis.get(self.keys.lease)
+        if holder is not None and holder.decode() == self.consumer:
+            await self.redis.delete(self.keys.lease)
+
+    async def _ensure_group(self) -> None:
+        try:
+            await self.redis.xgroup_create(self.keys.frames, K.GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def load(self) -> None:
+        """Load the session's state and checkpoint from Redis."""
+        self.state, self._written, self._members = await load_session(self.redis, self.date)
+        cp = self.state.meta.checkpoint
+        self._checkpoint = _id_tuple(cp) if cp else (0, 0)
+
+    async def _claim_pending(self) -> None:
+        """Queue every pending entry (ours and dead workers'), in stream order."""
+        entries: dict[bytes, dict] = {}
+        start = "0-0"
+        while True:
+            # XAUTOCLAIM hands us other consumers' pending entries; we hold the lease,
+            # so any other consumer is gone or about to find its lease lost.
+            reply = await self.redis.xautoclaim(
+                self.keys.frames, K.GROUP, self.consumer, min_idle_time=0, start_id=start, count=1000
+            )
+            start_next, claimed = reply[0], reply[1]
+            for entry_id, fields in claimed:
+                if fields is not None:
+                    entries[entry_id] = fields
+            if start_next in (b"0-0", "0-0"):
+                break
+            start = start_next
+        self._backlog = sorted(entries.items(), key=lambda e: _id_tuple(e[0]))
+
+    # -- folding -----------------------------------------------------------------
+
+    async def step(self, block_ms: int | None = None) -> int:
+        """Read, fold and apply one batch; returns the number of stream entries read."""
+        count = self.settings.projector_batch
+        if self._backlog:
+            batch, self._backlog = self._backlog[:count], self._backlog[count:]
+        else:
+            reply = await self.redis.xreadgroup(
+                K.GROUP, self.consumer, {self.keys.frames: ">"}, count=count, block=block_ms
+            )
+            batch = reply[0][1] if reply else []
+        if batch:
+            await self.apply(batch)
+        return len(batch)
+
+    async def apply(self, batch: list[tuple[bytes, dict]]) -> None:
+        """Fold a batch in memory, then write it in one atomic script call."""
+        state = self.state
+        assert state is not None, "acquire() first"
+        previous = state.meta.checkpoint
+        dead: list[tuple[bytes, str, bytes]] = []
+        ack: list[bytes] = []
+        for entry_id, fields in batch:
+            ack.append(entry_id)
+            position = _id_tuple(entry_id)
+            if position <= self._checkpoint:
+                continue  # applied before a crash, not yet acknowledged
+            self._checkpoint = position
+            frame = fields.get(b"f")
+            if frame is None:
+                entry: Any = Close() if fields.get(b"m") == b"close" else b""
+            else:
+                entry = frame
+            refused = fold(state, entry)
+            if refused is not None:
+                dead.append((entry_id, refused.reason, frame or b""))
+        if state.dirty:
+            state.meta.checkpoint = "%d-%d" % self._checkpoint
+            finish_batch(state)
+        await self._write(previous, ack, dead)
+
+    async def _write(self, previous: str, ack: list[bytes], dead: list) -> None:
+        state = self.state
+        keys = self.keys
+        key_index: dict[str, int] = {}
+        key_list = [keys.meta, keys.dead, keys.frames, keys.lease]
+        ops: list[Any] = []
+
+        def index_of(key: str) -> int:
+            idx = key_index.get(key)
+            if idx is None:
+                key_list.append(key)
+                idx = key_index[key] = len(key_list)
+            return idx
+
+        kinds: set[str] = set()
+        for kind, name in sorted(state.dirty):
+            kinds.add(kind)
+            for key, fields in codec.encode(state, keys, kind, name):
+                old = self._written.get(key, {})
+                if not fields:
+                    if old:
+                        ops += ["X", index_of(key), 0]
+                        self._written.pop(key, None)
+                    continue
+                changed = [x for f, v in fields.items() if old.get(f) != v for x in (f, v)]
+                removed = [f for f in old if f not in fields]
+                if changed:
+                    ops += ["H", index_of(key), len(changed), *changed]
+                if removed:
+                    ops += ["D", index_of(key), len(removed), *removed]
+                self._written[key] = fields
+            set_name = codec.member_of(kind)
+            if set_name and name not in self._members.setdefault(set_name, set()):
+                self._members[set_name].add(name)
+                ops += ["S", index_of(keys.members(set_name)), 1, name]
+        for entry_id, reason, frame in dead:
+            args = [DEAD_LETTER_MAXLEN, "id", entry_id, "reason", reason, "f", frame]
+            ops += ["A", 2, len(args), *args]
+        state.dirty.clear()
+        notice = ""
+        if kinds - {"meta"}:
+            notice = _NOTICE.encode(
+                Notice(state.meta.date, sorted(kinds), state.meta.checkpoint)
+            ).decode()
+        argv = [
+            previous,
+            self.consumer,
+            self.settings.projector_lease_ms,
+            K.GROUP,
+            K.NOTIFY,
+            notice,
+            len(ack),
+            *ack,
+            *ops,
+        ]
+        try:
+            await self._script(keys=key_list, args=argv)
+        except ResponseError as exc:
+            if "NOTOWNER" in str(exc) or "STALE" in str(exc):
+                raise NotOwner(str(exc)) from None
+            raise
+
+    async def renew(self) -> None:
+        """Keep the lease while idle; NotOwner if it was lost."""
+        ok = await self._renew(keys=[self.keys.lease], args=[self.consumer, self.settings.projector_lease_ms])
+        if not ok:
+            raise NotOwner("lease expired while idle")
+
+    async def caught_up(self) -> bool:
+        """True when every entry in the stream has been applied."""
+        last = await self.redis.xrevrange(self.keys.frames, count=1)
+        if not last:
+            return True
+        return _id_tuple(last[0][0]) <= self._checkpoint and not self._backlog
+
+
+async def load_session(redis: Redis, date: str) -> tuple[SessionState, dict[str, codec.Hash], dict[str, set[str]]]:
+    """Read a session's projection state back from Redis."""
+    keys = K.SessionKeys(date)
+    async with redis.pipeline(transaction=False) as pipe:
+        for set_name in codec.MEMBER_SETS:
+            pipe.smembers(keys.members(set_name))
+        replies = await pipe.execute()
+    members = {
+        set_name: {m.decode() if isinstance(m, bytes) else m for m in reply}
+        for set_name, reply in zip(codec.MEMBER_SETS, replies)
+    }
+    wanted = codec.entity_keys(keys, members)
+    hashes: dict[str, dict] = {}
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        async with redis.pipeline(transaction=False) as pipe:
+            for key in chunk:
+                pipe.hgetall(key)
+            for key, data in zip(chunk, await pipe.execute()):
+                if data:
+                    hashes[key] = data
+    state = codec.decode(date, hashes, keys, members)
+    written = {
+        key: {codec._s(f): codec._s(v) for f, v in data.items()} for key, data in hashes.items()
+    }
+    return state, written, members
+
+
+async def session_dates(redis: Redis) -> list[str]:
+    """Known session dates, oldest first."""
+    return [d.decode() if isinstance(d, bytes) else d for d in await redis.zrange(K.SESSIONS, 0, -1)]
+
+
+async def drain(redis: Redis, settings: Settings, dates: list[str] | None = None) -> int:
+    """Fold every known session until its stream is consumed; returns entries read."""
+    total = 0
+    for date in dates or await session_dates(redis):
+        projector = SessionProjector(redis, date, settings)
+        if not await projector.acquire():
+            log.warning("event=skip_session date=%s reason=lease_held", date)
+            continue
+        try:
+            while True:
+                n = await projector.step(block_ms=None)
+                total += n
+                if n == 0 and await projector.caught_up():
+                    break
+        finally:
+            await projector.release()
+    return total
+
+
+async def run(redis: Redis, settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Project every session with unapplied entries, forever (or until ``stop``)."""
+    stop = stop or asyncio.Event()
+    consumer = consumer_name()
+    tasks: dict[str, asyncio.Task] = {}
+    log.info("event=projector_start consumer=%s", consumer)
+    while not stop.is_set():
+        try:
+            dates = await session_dates(redis)
+            latest = dates[-1] if dates else None
+            for date in dates:
+                task = tasks.get(date)
+                if task is not None and not task.done():
+                    continue
+                if date != latest and not await _has_work(redis, date):
+                    continue
+                tasks[date] = asyncio.create_task(
+                    _project_session(redis, settings, date, consumer, stop, keep=date == latest)
+                )
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            log.warning("event=redis_unavailable error=%s", type(exc).__name__)
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=1.0)
+        except asyncio.TimeoutError:
+            pass
+    for task in tasks.values():
+        task.cancel()
+    await asyncio.gather(*tasks.values(), return_exceptions=True)
+
+
+async def _has_work(redis: Redis, date: str) -> bool:
+    keys = K.SessionKeys(date)
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.xrevrange(keys.frames, count=1)
+        pipe.hget(keys.meta, "checkpoint")
+        last, checkpoint = await pipe.execute()
+    if not last:
+        return False
+    return checkpoint is None or _id_tuple(last[0][0]) > _id_tuple(checkpoint)
+
+
+async def _project_session(
+    redis: Redis, settings: Settings, date: str, consumer: str, stop: asyncio.Event, keep: bool
+) -> None:
+    """Own one session stream while it has work (the latest session: until stopped)."""
+    projector = SessionProjector(redis, date, settings, consumer)
+    owned = False
+    while not stop.is_set():
+        try:
+            if not owned:
+                owned = await projector.acquire()
+                if not owned:
+                    await _sleep(stop, settings.projector_lease_ms / 4000)
+                    continue
+                log.info("event=session_acquired date=%s consumer=%s", date, consumer)
+            n = await projector.step(block_ms=settings.projector_block_ms)
+            if n == 0 and not keep and await projector.caught_up():
+                await projector.release()
+                return
+            if n == 0:
+                await projector.renew()
+        except NotOwner as exc:
+            log.warning("event=lease_lost date=%s detail=%s", date, exc)
+            owned = False
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            log.warning("event=redis_unavailable date=%s error=%s", date, type(exc).__name__)
+            owned = False
+            await _sleep(stop, 0.5)
+    if owned:
+        try:
+            await projector.release()
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            pass
+
+
+async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except asyncio.TimeoutError:
+        pass

@@ -1,0 +1,146 @@
+"""Rebuild a session's projections from its stream, or verify the live ones against it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+
+from app import keys as K
+from app.progress import Progress
+from app.projections import codec
+from app.projections.session import Close, SessionState, fold, finish_batch, new_session
+from app.projections.worker import _id_tuple
+
+CHUNK = 10_000
+
+
+async def fold_stream(
+    redis: Redis, date: str, until: str | None = None, progress: Progress | None = None
+) -> tuple[SessionState, list[tuple[bytes, str, bytes]]]:
+    """Fold a session's stream from the start (up to ``until`` inclusive) in memory."""
+    keys = K.SessionKeys(date)
+    state = new_session(date)
+    dead: list[tuple[bytes, str, bytes]] = []
+    start = "-"
+    last_id = ""
+    stop = _id_tuple(until) if until else None
+    while True:
+        entries = await redis.xrange(keys.frames, min=start, max=until or "+", count=CHUNK)
+        if not entries:
+            break
+        for entry_id, fields in entries:
+            frame = fields.get(b"f")
+            entry = frame if frame is not None else (Close() if fields.get(b"m") == b"close" else b"")
+            refused = fold(state, entry)
+            if refused is not None:
+                dead.append((entry_id, refused.reason, frame or b""))
+        last_id = entries[-1][0].decode()
+        if progress:
+            progress.advance(len(entries))
+        if len(entries) < CHUNK or (stop and _id_tuple(last_id) >= stop):
+            break
+        start = "(" + last_id
+    state.meta.checkpoint = last_id
+    finish_batch(state)
+    state.dirty.clear()
+    return state, dead
+
+
+@dataclass
+class Diff:
+    missing: list[str] = field(default_factory=list)  # in the replay, not live
+    extra: list[str] = field(default_factory=list)  # live, not in the replay
+    fields: list[tuple[str, str, str | None, str | None]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.missing or self.extra or self.fields)
+
+    def lines(self) -> list[str]:
+        out = [f"missing live key {k}" for k in self.missing]
+        out += [f"unexpected live key {k}" for k in self.extra]
+        out += [f"{k} {f}: live={lv!r} replay={rv!r}" for k, f, lv, rv in self.fields]
+        return out
+
+
+async def live_hashes(redis: Redis, date: str) -> dict[str, dict[str, str]]:
+    """Every projection hash of a session as stored (streams, sets and lease left out)."""
+    keys = K.SessionKeys(date)
+    names = []
+    async for key in redis.scan_iter(match=keys.pattern(), count=1000, _type="hash"):
+        names.append(key.decode() if isinstance(key, bytes) else key)
+    out: dict[str, dict[str, str]] = {}
+    for start in range(0, len(names), 500):
+        chunk = names[start : start + 500]
+        async with redis.pipeline(transaction=False) as pipe:
+            for key in chunk:
+                pipe.hgetall(key)
+            for key, data in zip(chunk, await pipe.execute()):
+                out[key] = {codec._s(f): codec._s(v) for f, v in data.items()}
+    return out
+
+
+def compare(live: dict[str, dict[str, str]], rebuilt: dict[str, dict[str, str]]) -> Diff:
+    diff = Diff()
+    for key in sorted(rebuilt.keys() - live.keys()):
+        diff.missing.append(key)
+    for key in sorted(live.keys() - rebuilt.keys()):
+        diff.extra.append(key)
+    for key in sorted(live.keys() & rebuilt.keys()):
+        a, b = live[key], rebuilt[key]
+        for f in sorted(a.keys() | b.keys()):
+            if a.get(f) != b.get(f):
+                diff.fields.append((key, f, a.get(f), b.get(f)))
+    return diff
+
+
+async def verify(redis: Redis, date: str, progress: Progress | None = None) -> Diff:
+    """Replay up to the live checkpoint and compare every projection hash."""
+    keys = K.SessionKeys(date)
+    checkpoint = await redis.hget(keys.meta, "checkpoint")
+    until = checkpoint.decode() if checkpoint else None
+    if until is None:
+        state = new_session(date)
+    else:
+        state, _ = await fold_stream(redis, date, until=until, progress=progress)
+    rebuilt = codec.encode_all(state, keys) if until else {}
+    return compare(await live_hashes(redis, date), rebuilt)
+
+
+async def rebuild(redis: Redis, date: str, progress: Progress | None = None) -> SessionState:
+    """Replace a session's projections with a replay of its whole stream.
+
+    Stop the session's projector first (or it will be refused: the rebuild takes
+    its lease). The consumer group is reset to the rebuilt checkpoint.
+    """
+    keys = K.SessionKeys(date)
+    owner = "replay"
+    if not await redis.set(keys.lease, owner, nx=True, px=600_000):
+        raise RuntimeError(f"session {date} is being projected; stop the projector first")
+    try:
+        state, dead = await fold_stream(redis, date, progress=progress)
+        hashes = codec.encode_all(state, keys)
+        stale = [k for k in await live_hashes(redis, date)]
+        async with redis.pipeline(transaction=True) as pipe:
+            if stale:
+                pipe.delete(*stale)
+            for name in codec.MEMBER_SETS:
+                pipe.delete(keys.members(name))
+            pipe.delete(keys.dead)
+            for key, fields in hashes.items():
+                pipe.hset(key, mapping=fields)
+            for name, members in codec.member_sets(state).items():
+                if members:
+                    pipe.sadd(keys.members(name), *sorted(members))
+            for entry_id, reason, frame in dead:
+                pipe.xadd(keys.dead, {"id": entry_id, "reason": reason, "f": frame})
+            await pipe.execute()
+        try:
+            await redis.xgroup_destroy(keys.frames, K.GROUP)
+        except Exception:
+            pass
+        if state.meta.checkpoint:
+            await redis.xgroup_create(keys.frames, K.GROUP, id=state.meta.checkpoint, mkstream=True)
+        return state
+    finally:
+        await redis.delete(keys.lease)

@@ -1,0 +1,85 @@
+"""The JSON shapes served over REST and WebSockets (the seed's models, DESIGN.md rules)."""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class SessionStats(msgspec.Struct, kw_only=True):
+    symbol: str
+    mua_chu_dong_volume: int = 0
+    mua_chu_dong_value: float = 0.0
+    ban_chu_dong_volume: int = 0
+    ban_chu_dong_value: float = 0.0
+    neutral_volume: int = 0
+    total_volume: int = 0
+    last_updated: str | None = None
+
+
+class IntradayPoint(msgspec.Struct):
+    timestamp: str
+    value: float
+
+
+class IndexData(msgspec.Struct, kw_only=True):
+    index_id: str
+    value: float = 0.0
+    prior_value: float = 0.0
+    change: float = 0.0
+    ratio_change: float = 0.0
+    total_volume: int = 0
+    advances: int = 0
+    declines: int = 0
+    no_changes: int = 0
+    intraday: list[IntradayPoint] = msgspec.field(default_factory=list)
+    last_updated: str | None = None
+    advance_ratio: float = 0.0
+
+
+class ForeignInvestorData(msgspec.Struct, kw_only=True):
+    symbol: str
+    buy_volume: int = 0
+    sell_volume: int = 0
+    net_volume: int = 0
+    buy_value: float = 0.0
+    sell_value: float = 0.0
+    net_value: float = 0.0
+    total_room: int = 0
+    current_room: int = 0
+    buy_speed_per_min: float = 0.0
+    sell_speed_per_min: float = 0.0
+    buy_acceleration: float = 0.0
+    sell_acceleration: float = 0.0
+    last_updated: str | None = None
+
+
+class ForeignSummary(msgspec.Struct, kw_only=True):
+    total_buy_value: float = 0.0
+    total_sell_value: float = 0.0
+    total_net_value: float = 0.0
+    total_buy_volume: int = 0
+    total_sell_volume: int = 0
+    total_net_volume: int = 0
+    top_buy: list[ForeignInvestorData] = msgspec.field(default_factory=list)
+    top_sell: list[ForeignInvestorData] = msgspec.field(default_factory=list)
+
+
+class DerivativesData(msgspec.Struct, kw_only=True):
+    symbol: str
+    last_price: float = 0.0
+    change: float = 0.0
+    change_pct: float = 0.0
+    volume: int = 0
+    bid_price: float = 0.0
+    ask_price: float = 0.0
+    basis: float | None = None
+    basis_pct: float | None = None
+    is_premium: bool | None = None
+    last_updated: str | None = None
+
+
+class MarketSnapshot(msgspec.Struct, kw_only=True):
+    quotes: dict[str, SessionStats] = msgspec.field(default_factory=dict)
+    indices: dict[str, IndexData] = msgspec.field(default_factory=dict)
+    foreign: ForeignSummary | None = None
+    derivatives: DerivativesData | None = None
