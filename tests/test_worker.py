@@ -1,0 +1,277 @@
+"""The projection worker against a real redis-server: exactly once, dead letters, sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime, timedelta
+
+import pytest
+
+from app import keys as K
+from app.clock import VN_TZ
+from app.ingest.writer import StreamWriter, close_at_three
+from app.projections import codec, worker
+from app.projections.read import market_snapshot
+from app.projections.session import fold, finish_batch, new_session
+from app.replay import fold_stream, live_hashes, verify
+from tests import factory as F
+from tests.test_frames import FIXTURES
+
+pytestmark = pytest.mark.anyio
+
+SESSION = F.SESSION
+
+
+def market_frames() -> list[str]:
+    frames = [
+        F.quote("ACB", 22900, 22950, time="09:20:00"),
+        F.trade("ACB", 22950, 100, 1000, time="09:20:01"),
+        F.trade("ACB", 22900, 300, 1300, time="09:20:02"),
+        F.snapshot_x("TAR", 21800, 100, 500, bid=21700, ask=21800, time="09:20:03"),
+        F.snapshot_x("TAR", 21800, 100, 500, bid=21600, ask=21800, time="09:20:04"),
+        F.foreign("ACB", 1000, 200, "09:20:05"),
+        F.foreign("ACB", 1600, 200, "09:21:05"),
+        F.index("VN30", 1900.0, "09:20:05"),
+        F.index("VN30", 1901.5, "09:21:10"),
+        F.trade("VN30F2612", 1905.0, 4, 4, time="09:21:11"),
+        F.quote("VN30F2612", 1904.9, 1905.1, time="09:21:12"),
+    ]
+    return frames
+
+
+async def append(redis, frames, received=1_795_600_000_000) -> StreamWriter:
+    writer = StreamWriter(redis)
+    await writer.append([(f, received) for f in frames])
+    return writer
+
+
+async def fold_to_end(projector, timeout=10.0):
+    """Step until the stream is consumed (bounded: a stuck worker fails the test)."""
+    async with asyncio.timeout(timeout):
+        while await projector.step() or not await projector.caught_up():
+            pass
+
+
+def expected_hashes(frames, date=SESSION, close=False):
+    state = new_session(date)
+    for f in frames:
+        fold(state, f)
+    state.meta.checkpoint = "x"
+    finish_batch(state)
+    out = codec.encode_all(state, K.SessionKeys(date))
+    out[K.SessionKeys(date).meta].pop("checkpoint")
+    return out
+
+
+def without_checkpoint(hashes):
+    meta = {k for k in hashes if k.endswith(":meta")}
+    for k in meta:
+        hashes[k].pop("checkpoint", None)
+    return hashes
+
+
+async def test_drain_projects_exactly_what_the_pure_fold_computes(redis, settings):
+    frames = market_frames()
+    await append(redis, frames)
+    assert await worker.drain(redis, settings) == len(frames)
+    live = without_checkpoint(await live_hashes(redis, SESSION))
+    assert live == expected_hashes(frames)
+    assert not await verify(redis, SESSION)
+    # Readable in redis-cli: plain fields, plain numbers.
+    stats = await redis.hgetall(f"st:{{{SESSION}}}:stats:ACB")
+    assert stats[b"mua_chu_dong_volume"] == b"100"
+    assert stats[b"ban_chu_dong_volume"] == b"300"
+    assert stats[b"mua_chu_dong_value"] == b"2295000.0"
+
+
+async def test_a_second_drain_folds_nothing_twice(redis, settings):
+    frames = market_frames()
+    await append(redis, frames)
+    await worker.drain(redis, settings)
+    before = await live_hashes(redis, SESSION)
+    assert await worker.drain(redis, settings) == 0
+    assert await live_hashes(redis, SESSION) == before
+    pending = await redis.xpending(K.SessionKeys(SESSION).frames, K.GROUP)
+    assert pending["pending"] == 0
+
+
+async def test_bad_frames_go_to_the_dead_letter_stream_and_good_ones_fold(redis, settings):
+    good = market_frames()
+    bad = ["{nope", json.dumps({"DataType": "X-TRADE", "Content": json.dumps({"Symbol": "ACB", "LastPrice": -1, "TradingDate": F.DATE})})]
+    frames = good[:3] + [bad[0]] + good[3:6] + [bad[1]] + good[6:]
+    await append(redis, frames)
+    await worker.drain(redis, settings)
+    keys = K.SessionKeys(SESSION)
+    dead = await redis.xrange(keys.dead)
+    assert [d[1][b"f"].decode() for d in dead] == bad
+    assert b"invalid JSON" in dead[0][1][b"reason"]
+    assert b">= 0" in dead[1][1][b"reason"]
+    source_ids = [e[0] for e in await redis.xrange(keys.frames)]
+    assert dead[0][1][b"id"] == source_ids[3]
+    live = without_checkpoint(await live_hashes(redis, SESSION))
+    expected = expected_hashes(frames)
+    assert live == expected
+    assert live[keys.meta]["dead"] == "2"
+    assert live[keys.entity("stats", "ACB")] == expected_hashes(good)[keys.entity("stats", "ACB")]
+
+
+async def test_a_worker_that_dies_after_reading_loses_nothing(redis, settings):
+    frames = market_frames()
+    await append(redis, frames)
+    first = worker.SessionProjector(redis, SESSION, settings, consumer="first")
+    assert await first.acquire()
+    # Dies with 5 entries delivered (pending) but never applied.
+    await redis.xreadgroup(K.GROUP, "first", {first.keys.frames: ">"}, count=5)
+    await redis.delete(first.keys.lease)  # its lease runs out
+    second = worker.SessionProjector(redis, SESSION, settings, consumer="second")
+    assert await second.acquire()
+    await fold_to_end(second)
+    assert without_checkpoint(await live_hashes(redis, SESSION)) == expected_hashes(frames)
+    pending = await redis.xpending(first.keys.frames, K.GROUP)
+    assert pending["pending"] == 0
+
+
+async def test_a_worker_that_dies_mid_batch_is_replaced_without_double_counting(redis, settings, monkeypatch):
+    frames = market_frames()
+    await append(redis, frames)
+    s = settings.__class__(**{**{f: getattr(settings, f) for f in settings.__struct_fields__}, "projector_batch": 4})
+    first = worker.SessionProjector(redis, SESSION, s, consumer="first")
+    assert await first.acquire()
+    assert await first.step() == 4  # applied
+
+    async def boom(*args, **kwargs):
+        raise ConnectionError("killed")
+
+    monkeypatch.setattr(first, "_write", boom)
+    with pytest.raises(ConnectionError):
+        await first.step()  # folded in memory, never written
+    await redis.delete(first.keys.lease)
+    second = worker.SessionProjector(redis, SESSION, s, consumer="second")
+    assert await second.acquire()
+    await fold_to_end(second)
+    assert without_checkpoint(await live_hashes(redis, SESSION)) == expected_hashes(frames)
+
+
+async def test_a_stale_worker_is_refused(redis, settings):
+    frames = market_frames()
+    await append(redis, frames)
+    first = worker.SessionProjector(redis, SESSION, settings, consumer="first")
+    assert await first.acquire()
+    await redis.delete(first.keys.lease)
+    second = worker.SessionProjector(redis, SESSION, settings, consumer="second")
+    assert await second.acquire()
+    assert not await first.acquire()
+    with pytest.raises(worker.NotOwner):
+        await first.step()
+    await fold_to_end(second)
+    assert without_checkpoint(await live_hashes(redis, SESSION)) == expected_hashes(frames)
+
+
+async def test_the_checkpoint_fences_a_worker_with_old_state(redis, settings):
+    frames = market_frames()
+    await append(redis, frames)
+    a = worker.SessionProjector(redis, SESSION, settings, consumer="same")
+    assert await a.acquire()
+    b = worker.SessionProjector(redis, SESSION, settings, consumer="same")
+    assert await b.acquire()  # same name: both think they own the lease
+    assert await a.step() > 0
+    await redis.xgroup_setid(a.keys.frames, K.GROUP, id="0")
+    with pytest.raises(worker.NotOwner, match="STALE"):
+        await b.step()
+
+
+async def test_several_sessions_in_one_history(redis, settings):
+    day1 = [F.trade("ACB", 22950, 100, 100, date="24/11/2026"), F.index("VN30", 1890.0, "10:00:00", date="24/11/2026")]
+    day2 = [F.trade("ACB", 23000, 700, 700), F.index("VN30", 1900.0, "10:00:00")]
+    await append(redis, day1 + day2)
+    assert await redis.zrange(K.SESSIONS, 0, -1) == [b"2026-11-24", b"2026-11-25"]
+    await worker.drain(redis, settings)
+    old = await market_snapshot(redis, "2026-11-24")
+    new = await market_snapshot(redis)
+    assert old.quotes["ACB"].total_volume == 100 and old.indices["VN30"].value == 1890.0
+    assert new.quotes["ACB"].total_volume == 700 and new.indices["VN30"].value == 1900.0
+
+
+async def test_captured_fixture_file_projects_both_sessions(redis, settings):
+    lines = [l for l in (FIXTURES / "ssi_b_messages.jsonl").read_text().splitlines() if l]
+    lines += [l for l in (FIXTURES / "ssi_mi_messages.jsonl").read_text().splitlines() if l]
+    await append(redis, lines)
+    await worker.drain(redis, settings)
+    meta17 = await redis.hgetall("st:{2026-07-17}:meta")
+    meta20 = await redis.hgetall("st:{2026-07-20}:meta")
+    assert meta17[b"entries"] == b"3" and meta17[b"skipped"] == b"3"
+    assert meta20[b"entries"] == b"1836" and meta20[b"frames"] == b"26"
+    snap = await market_snapshot(redis, "2026-07-20")
+    assert snap.indices["VNINDEX"].value == 1746.55
+    assert [p.timestamp for p in snap.indices["VNINDEX"].intraday] == [
+        "2026-07-20T13:35:00+07:00", "2026-07-20T13:36:00+07:00", "2026-07-20T13:37:00+07:00",
+    ]
+
+
+async def test_close_marker_empties_the_current_session_and_keeps_the_day_by_date(redis, settings):
+    writer = await append(redis, market_frames())
+    await writer.close_session(SESSION)
+    await append(redis, [F.trade("ACB", 22950, 100, 99_999, time="15:01:00")])
+    await worker.drain(redis, settings)
+    current = await market_snapshot(redis)
+    assert current.quotes == {} and current.indices == {} and current.foreign is None and current.derivatives is None
+    by_date = await market_snapshot(redis, SESSION)
+    assert by_date.quotes["ACB"].total_volume == 400
+    meta = await redis.hgetall(K.SessionKeys(SESSION).meta)
+    assert meta[b"closed"] == b"true" and meta[b"after_close"] == b"1"
+    # The next trading date starts from zero: first trade counts LastVol.
+    await append(redis, [F.trade("ACB", 23000, 200, 5_000_000, date="26/11/2026")])
+    await worker.drain(redis, settings)
+    nxt = await market_snapshot(redis)
+    assert nxt.quotes["ACB"].total_volume == 200
+    assert not await verify(redis, SESSION)
+
+
+async def test_close_at_three_appends_the_marker_at_15_00_vietnam_time(redis):
+    now = datetime(2026, 11, 25, 14, 59, 58, tzinfo=VN_TZ)
+    slept: list[float] = []
+
+    async def fake_sleep(seconds):
+        slept.append(seconds)
+        if len(slept) > 1:
+            raise asyncio.CancelledError
+
+    writer = StreamWriter(redis)
+    with pytest.raises(asyncio.CancelledError):
+        await close_at_three(writer, clock=lambda: now, sleep=fake_sleep)
+    assert slept[0] == 2.0
+    entries = await redis.xrange(K.SessionKeys(SESSION).frames)
+    assert [e[1][b"m"] for e in entries] == [b"close"]
+
+
+async def test_retention_drops_old_sessions_never_the_current_one(redis):
+    writer = StreamWriter(redis, retention_days=2)
+    for day in ("20/11/2026", "22/11/2026", "23/11/2026", "25/11/2026"):
+        await writer.append([(F.trade("ACB", 1.0, 1, 1, date=day), 0)])
+    dropped = await writer.prune(SESSION)
+    assert dropped == ["2026-11-20", "2026-11-22"]
+    assert await redis.zrange(K.SESSIONS, 0, -1) == [b"2026-11-23", b"2026-11-25"]
+    assert not await redis.exists("st:{2026-11-20}:frames")
+    assert await redis.exists("st:{2026-11-25}:frames")
+
+
+async def test_live_run_follows_new_frames_until_stopped(redis, settings):
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(redis, settings, stop))
+    pubsub = redis.pubsub()
+    await pubsub.subscribe(K.NOTIFY)
+    await append(redis, market_frames())
+    notice = None
+    async with asyncio.timeout(10):
+        while True:
+            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            if msg:
+                notice = json.loads(msg["data"])
+                if notice["checkpoint"] == (await redis.xrevrange(K.SessionKeys(SESSION).frames, count=1))[0][0].decode():
+                    break
+    assert notice["date"] == SESSION and "stats" in notice["kinds"]
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    await pubsub.aclose()
+    assert not await verify(redis, SESSION)
