@@ -145,6 +145,11 @@ class SessionProjector:
                 K.GROUP, self.consumer, {self.keys.frames: ">"}, count=count, block=block_ms
             )
             batch = reply[0][1] if reply else []
+            if not batch and not await self.caught_up():
+                # Entries we have not applied sit in another consumer's pending
+                # list (one that read them after losing the lease): take them over.
+                await self._claim_pending()
+                batch, self._backlog = self._backlog[:count], self._backlog[count:]
         if batch:
             await self.apply(batch)
         return len(batch)
