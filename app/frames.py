@@ -100,19 +100,6 @@ class SecurityMsg(_Base):
     ask_vol9: Amount | None = None
     ask_vol10: Amount | None = None
 
-    def book(self) -> tuple[tuple[float, float], ...]:
-        """The (price, volume) levels, bids then asks, ``BOOK_DEPTH`` each, 0 for empty."""
-        return tuple(
-            (getattr(self, p) or 0.0, getattr(self, v) or 0.0) for p, v in _BOOK_ATTRS
-        )
-
-
-_BOOK_ATTRS = tuple(
-    (f"{side}_price{i}", f"{side}_vol{i}")
-    for side in ("bid", "ask")
-    for i in range(1, BOOK_DEPTH + 1)
-)
-
 
 class ForeignMsg(_Base):
     """R: cumulative foreign buy/sell for one symbol."""
@@ -212,7 +199,6 @@ _UNUSED = frozenset(
     "TotalQttyPt TotalValuePt AllQty AllValue IndexType TotalQttyOd TotalValueOd "
     "IndexValEst Value StockType".split()
 )
-_KNOWN = frozenset(_CANONICAL.values()) | _UNUSED
 
 
 class Frame(msgspec.Struct, frozen=True):
@@ -247,10 +233,56 @@ def _field(envelope: dict[str, Any], name: str) -> Any:
 _decode = msgspec.json.decode
 
 
+class _Envelope(msgspec.Struct):
+    DataType: Any = None
+    Content: Any = None
+
+
+def _exact(cls: type) -> type:
+    """``cls`` plus the documented unused fields, refusing any other key.
+
+    Decoding into it in one pass is only correct when every key is spelled exactly
+    as the feed spells it; anything else (an alias, another case, an unknown key, a
+    bad value) raises and the frame takes the general path.
+    """
+    own = {f.encode_name for f in msgspec.structs.fields(cls)}
+    extra = [(_snake(name), Any, None) for name in sorted(_UNUSED - own)]
+    return msgspec.defstruct(
+        cls.__name__, extra, bases=(cls,), forbid_unknown_fields=True, module=__name__
+    )
+
+
+def _snake(pascal: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in pascal).lstrip("_")
+
+
+_ENVELOPE = msgspec.json.Decoder(_Envelope)
+_EXACT = {cls: msgspec.json.Decoder(_exact(cls), strict=False) for cls in {*_TYPES.values()}}
+
+
 def decode_frame(raw: str | bytes) -> Frame:
     """Decode one Broadcast string; raises FrameError with a reason on bad input."""
     if len(raw) > MAX_FRAME_BYTES:
         raise FrameError(f"frame too large: {len(raw)} bytes > {MAX_FRAME_BYTES}")
+    try:
+        envelope = _ENVELOPE.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        return _decode_general(raw)
+    data_type, content = envelope.DataType, envelope.Content
+    if type(data_type) is not str or type(content) is not str:
+        return _decode_general(raw)
+    data_type = _DATA_TYPE_ALIASES.get(data_type, data_type)
+    kind = _TYPES.get(data_type)
+    if kind is None:
+        return _decode_general(raw)
+    try:
+        return Frame(data_type, _EXACT[kind].decode(content))
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        return _decode_general(raw)
+
+
+def _decode_general(raw: str | bytes) -> Frame:
+    """Any casing, aliases, object Content; the precise reason when the frame is bad."""
     try:
         envelope = _decode(raw)
     except (msgspec.DecodeError, RecursionError) as exc:
@@ -275,8 +307,7 @@ def decode_frame(raw: str | bytes) -> Frame:
     kind = _TYPES.get(data_type)
     if kind is None:
         return Frame(data_type, UnknownMsg(data_type))
-    if not content.keys() <= _KNOWN:
-        content = _normalise(content)
+    content = _normalise(content)
     try:
         msg = msgspec.convert(content, kind, strict=False)
     except msgspec.ValidationError as exc:

@@ -110,7 +110,7 @@ def test_x_frame_is_classified_before_its_own_book_is_applied():
     st = s.stats["TAR"]
     assert st.mua_chu_dong_volume == 300
     assert st.ban_chu_dong_volume == 0
-    assert s.quotes["TAR"].bid_price_1 == 21800.0
+    assert s.quotes["TAR"].bid_prices[0] == 21800.0
 
 
 @pytest.mark.parametrize("session", ["ATO", "ATC"])

@@ -86,7 +86,10 @@ def _seconds_hash(values: dict[int, Any]) -> Hash:
 
 def encode(state: SessionState, keys: SessionKeys, kind: str, name: str) -> Iterator[tuple[str, Hash]]:
     """The (key, hash) pairs for one dirty entity; an empty hash means delete the key."""
-    if kind in ENTITIES:
+    if kind == "quote":
+        q = state.quotes.get(name)
+        yield keys.entity(kind, name), quotes.to_hash(q) if q is not None else {}
+    elif kind in ENTITIES:
         attr, _, _ = ENTITIES[kind]
         obj = getattr(state, attr).get(name)
         yield keys.entity(kind, name), to_hash(obj) if obj is not None else {}
@@ -153,7 +156,10 @@ def decode(date: str, hashes: dict[str, dict], keys: SessionKeys, members: dict[
         for name in sorted(members.get(set_name, ())):
             data = hashes.get(keys.entity(kind, name))
             if data:
-                target[name] = from_hash(data, cls)
+                if kind == "quote":
+                    target[name] = quotes.from_hash({_s(k): _s(v) for k, v in data.items()})
+                else:
+                    target[name] = from_hash(data, cls)
     for name in state.foreign:
         state.flows[name] = foreign.FlowWindow(
             buy=_seconds_map(hashes.get(keys.entity("fbuy", name)), int),

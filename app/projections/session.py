@@ -8,8 +8,6 @@ entities changed in ``state.dirty`` so the worker writes only those.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import msgspec
 
 from app.clock import iso_time, parse_hms, parse_trading_date
@@ -24,8 +22,6 @@ from app.frames import (
 )
 from app.futures import is_vn30_future
 from app.projections import derivatives, foreign, indices, quotes, trades
-
-Kind = Literal["quote", "stats", "foreign", "flow", "index", "intraday", "derivatives", "foreign_summary", "meta"]
 
 PROJECTED = frozenset({"X-QUOTE", "X-TRADE", "X", "R", "MI", "F"})
 
@@ -58,6 +54,8 @@ class SessionState(msgspec.Struct, kw_only=True):
     dirty: set[tuple[str, str]] = msgspec.field(default_factory=set)
     # Derived views are recomputed once per batch, not per frame.
     stale_views: bool = False
+    # The session date as the feed spells it (dd/MM/yyyy), once seen: a cheap check.
+    wire_date: str | None = None
 
     @property
     def date(self) -> str:
@@ -122,23 +120,44 @@ def finish_batch(state: SessionState) -> None:
         state.dirty.add(("foreign_summary", ""))
 
 
+_FUTURES: dict[str, bool] = {}
+
+
+def _is_future(symbol: str) -> bool:
+    known = _FUTURES.get(symbol)
+    if known is None:
+        if len(_FUTURES) > 100_000:  # symbols are bounded; hostile input is not
+            _FUTURES.clear()
+        known = _FUTURES[symbol] = is_vn30_future(symbol)
+    return known
+
+
+_SECONDS: dict[str, int] = {}  # "HH:MM:SS" -> seconds of day; at most 86,400 entries
+
+
 def _event_time(state: SessionState, msg, required: bool) -> int | None:
     """Seconds of day of the frame; checks the frame belongs to this session."""
-    if msg.trading_date is not None:
+    trading_date = msg.trading_date
+    if trading_date is not None and trading_date != state.wire_date:
         try:
-            day = parse_trading_date(msg.trading_date).isoformat()
+            day = parse_trading_date(trading_date).isoformat()
         except ValueError:
-            raise FrameError(f"bad TradingDate {msg.trading_date!r}") from None
+            raise FrameError(f"bad TradingDate {trading_date!r}") from None
         if day != state.meta.date:
             raise FrameError(f"TradingDate {day} is not session {state.meta.date}")
-    if msg.time is None:
+        state.wire_date = trading_date
+    text = msg.time
+    if text is None:
         if required:
             raise FrameError("missing Time")
         return None
-    try:
-        return parse_hms(msg.time)
-    except ValueError:
-        raise FrameError(f"bad Time {msg.time!r}") from None
+    seconds = _SECONDS.get(text)
+    if seconds is None:
+        try:
+            seconds = _SECONDS[text] = parse_hms(text)
+        except ValueError:
+            raise FrameError(f"bad Time {text!r}") from None
+    return seconds
 
 
 def _apply(state: SessionState, frame: Frame) -> None:
@@ -191,7 +210,7 @@ def _apply_security(state: SessionState, msg: SecurityMsg, data_type: str) -> No
     if data_type == "OL":
         return
     quote = _quote(state, sym)
-    futures = is_vn30_future(sym)
+    futures = _is_future(sym)
     if data_type in ("X-TRADE", "X"):
         stats = state.stats.get(sym)
         volume = trades.detect_trade(stats, msg, data_type)

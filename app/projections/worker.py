@@ -37,7 +37,6 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
-DEAD_LETTER_MAXLEN = 100_000
 _NOTICE = msgspec.json.Encoder()
 
 
@@ -77,6 +76,7 @@ class SessionProjector:
         self._members: dict[str, set[str]] = {}
         self._checkpoint: tuple[int, int] = (0, 0)
         self._backlog: list[tuple[bytes, dict]] = []
+        self._prefetch: asyncio.Future | None = None
         self._script = redis.register_script(APPLY_LUA)
         self._renew = redis.register_script(RENEW_LUA)
 
@@ -90,6 +90,7 @@ class SessionProjector:
             holder = await self.redis.get(self.keys.lease)
             if holder is None or holder.decode() != self.consumer:
                 return False
+        self.drop_prefetch()
         await self._ensure_group()
         await self.load()
         await self._claim_pending()
@@ -97,6 +98,7 @@ class SessionProjector:
 
     async def release(self) -> None:
         """Give the lease up (only if still ours)."""
+        self.drop_prefetch()
         holder = await self.redis.get(self.keys.lease)
         if holder is not None and holder.decode() == self.consumer:
             await self.redis.delete(self.keys.lease)
@@ -141,32 +143,53 @@ class SessionProjector:
         if self._backlog:
             batch, self._backlog = self._backlog[:count], self._backlog[count:]
         else:
-            reply = await self.redis.xreadgroup(
-                K.GROUP, self.consumer, {self.keys.frames: ">"}, count=count, block=block_ms
-            )
-            batch = reply[0][1] if reply else []
+            if self._prefetch is not None:
+                pending, self._prefetch = self._prefetch, None
+                batch = await pending
+            else:
+                batch = await self._read(block_ms)
             if not batch and not await self.caught_up():
                 # Entries we have not applied sit in another consumer's pending
                 # list (one that read them after losing the lease): take them over.
                 await self._claim_pending()
                 batch, self._backlog = self._backlog[:count], self._backlog[count:]
+            elif len(batch) == count:
+                # Busy: let Redis deliver the next batch while this one is folded.
+                self._prefetch = asyncio.ensure_future(self._read(None))
         if batch:
-            await self.apply(batch)
+            try:
+                await self.apply(batch)
+            except BaseException:
+                self.drop_prefetch()
+                raise
         return len(batch)
+
+    async def _read(self, block_ms: int | None) -> list:
+        reply = await self.redis.xreadgroup(
+            K.GROUP, self.consumer, {self.keys.frames: ">"}, count=self.settings.projector_batch, block=block_ms
+        )
+        return reply[0][1] if reply else []
+
+    def drop_prefetch(self) -> None:
+        """Forget a read in flight; what it delivered stays pending and is claimed later."""
+        if self._prefetch is not None:
+            self._prefetch.cancel()
+            self._prefetch = None
 
     async def apply(self, batch: list[tuple[bytes, dict]]) -> None:
         """Fold a batch in memory, then write it in one atomic script call."""
         state = self.state
         assert state is not None, "acquire() first"
         previous = state.meta.checkpoint
-        dead: list[tuple[bytes, str, bytes]] = []
-        ack: list[bytes] = []
-        for entry_id, fields in batch:
-            ack.append(entry_id)
-            position = _id_tuple(entry_id)
-            if position <= self._checkpoint:
-                continue  # applied before a crash, not yet acknowledged
-            self._checkpoint = position
+        dead: list[tuple[str, str, bytes]] = []
+        ack = [entry_id.decode() for entry_id, _ in batch]
+        # Entries arrive in stream order: only the first can be at or below the
+        # checkpoint unless the whole batch was applied before a crash.
+        skip = 0
+        if _id_tuple(batch[0][0]) <= self._checkpoint:
+            while skip < len(batch) and _id_tuple(batch[skip][0]) <= self._checkpoint:
+                skip += 1
+        for entry_id, fields in batch[skip:]:
             frame = fields.get(b"f")
             if frame is None:
                 entry: Any = Close() if fields.get(b"m") == b"close" else b""
@@ -174,18 +197,22 @@ class SessionProjector:
                 entry = frame
             refused = fold(state, entry)
             if refused is not None:
-                dead.append((entry_id, refused.reason, frame or b""))
-        if state.dirty:
-            state.meta.checkpoint = "%d-%d" % self._checkpoint
+                dead.append((entry_id.decode(), refused.reason, frame or b""))
+        if skip < len(batch):
+            self._checkpoint = _id_tuple(batch[-1][0])
+            state.meta.checkpoint = ack[-1]
             finish_batch(state)
         await self._write(previous, ack, dead)
 
-    async def _write(self, previous: str, ack: list[bytes], dead: list) -> None:
+    async def _write(self, previous: str, ack: list[str], dead: list[tuple[str, str, bytes]]) -> None:
         state = self.state
         keys = self.keys
         key_index: dict[str, int] = {}
         key_list = [keys.meta, keys.dead, keys.frames, keys.lease]
-        ops: list[Any] = []
+        hset: list = []
+        hdel: list = []
+        delete: list = []
+        sadd: list = []
 
         def index_of(key: str) -> int:
             idx = key_index.get(key)
@@ -201,24 +228,30 @@ class SessionProjector:
                 old = self._written.get(key, {})
                 if not fields:
                     if old:
-                        ops += ["X", index_of(key), 0]
+                        delete.append(index_of(key))
                         self._written.pop(key, None)
                     continue
                 changed = [x for f, v in fields.items() if old.get(f) != v for x in (f, v)]
                 removed = [f for f in old if f not in fields]
                 if changed:
-                    ops += ["H", index_of(key), len(changed), *changed]
+                    hset.append((index_of(key), changed))
                 if removed:
-                    ops += ["D", index_of(key), len(removed), *removed]
+                    hdel.append((index_of(key), removed))
                 self._written[key] = fields
             set_name = codec.member_of(kind)
             if set_name and name not in self._members.setdefault(set_name, set()):
                 self._members[set_name].add(name)
-                ops += ["S", index_of(keys.members(set_name)), 1, name]
-        for entry_id, reason, frame in dead:
-            args = [DEAD_LETTER_MAXLEN, "id", entry_id, "reason", reason, "f", frame]
-            ops += ["A", 2, len(args), *args]
+                sadd.append((index_of(keys.members(set_name)), [name]))
         state.dirty.clear()
+        frames = [frame for _, _, frame in dead]
+        body = {
+            "ack": ack,
+            "hset": hset,
+            "hdel": hdel,
+            "del": delete,
+            "sadd": sadd,
+            "dead": [(entry_id, reason, 8 + i) for i, (entry_id, reason, _) in enumerate(dead)],
+        }
         notice = ""
         if kinds - {"meta"}:
             notice = _NOTICE.encode(
@@ -231,9 +264,8 @@ class SessionProjector:
             K.GROUP,
             K.NOTIFY,
             notice,
-            len(ack),
-            *ack,
-            *ops,
+            _NOTICE.encode(body),
+            *frames,
         ]
         try:
             await self._script(keys=key_list, args=argv)
