@@ -69,6 +69,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     snap.add_argument("--date", default=None, help="session YYYY-MM-DD (default: the current session)")
 
+    demo = sub.add_parser(
+        "demo",
+        help="run everything in one process on a simulated market",
+        description=(
+            "Simulated market -> stream -> projector, printing the board every few seconds. "
+            "Without REDIS_URL it runs on an embedded store (a private redis-server when one "
+            "is on the PATH, else in-process fakeredis). Ctrl-C stops it."
+        ),
+    )
+    demo.add_argument("--speed", type=_speed, default=1.0, help="simulated seconds per real second (default 1)")
+    demo.add_argument("--seed", type=int, default=1, help="simulator seed (default 1)")
+
     rep = sub.add_parser(
         "replay",
         help="rebuild or verify a session from its stream",
@@ -145,7 +157,14 @@ async def _replay(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-COMMANDS = {"ingest": _ingest, "project": _project, "snapshot": _snapshot, "replay": _replay}
+async def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from app.demo import run_demo
+
+    await run_demo(settings, speed=args.speed or 1000.0, seed=args.seed)
+    return 0
+
+
+COMMANDS = {"demo": _demo, "ingest": _ingest, "project": _project, "snapshot": _snapshot, "replay": _replay}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -164,6 +164,7 @@ async def test_a_stale_worker_is_refused(redis, settings):
     assert not await first.acquire()
     with pytest.raises(worker.NotOwner):
         await first.step()
+        await first.flush()
     await fold_to_end(second)
     assert without_checkpoint(await live_hashes(redis, SESSION)) == expected_hashes(frames)
 
@@ -177,8 +178,10 @@ async def test_the_checkpoint_fences_a_worker_with_old_state(redis, settings):
     assert await b.acquire()  # same name: both think they own the lease
     assert await a.step() > 0
     await redis.xgroup_setid(a.keys.frames, K.GROUP, id="0")
+    await a.flush()
     with pytest.raises(worker.NotOwner, match="STALE"):
         await b.step()
+        await b.flush()
 
 
 async def test_several_sessions_in_one_history(redis, settings):

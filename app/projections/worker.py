@@ -77,6 +77,7 @@ class SessionProjector:
         self._checkpoint: tuple[int, int] = (0, 0)
         self._backlog: list[tuple[bytes, dict]] = []
         self._prefetch: asyncio.Future | None = None
+        self._inflight: asyncio.Future | None = None
         self._script = redis.register_script(APPLY_LUA)
         self._renew = redis.register_script(RENEW_LUA)
 
@@ -91,14 +92,21 @@ class SessionProjector:
             if holder is None or holder.decode() != self.consumer:
                 return False
         self.drop_prefetch()
+        if self._inflight is not None:
+            self._inflight.cancel()
+            self._inflight = None
         await self._ensure_group()
         await self.load()
         await self._claim_pending()
         return True
 
     async def release(self) -> None:
-        """Give the lease up (only if still ours)."""
+        """Give the lease up (only if still ours), after the last write lands."""
         self.drop_prefetch()
+        try:
+            await self.flush()
+        except NotOwner:
+            return
         holder = await self.redis.get(self.keys.lease)
         if holder is not None and holder.decode() == self.consumer:
             await self.redis.delete(self.keys.lease)
@@ -267,8 +275,18 @@ class SessionProjector:
             _NOTICE.encode(body),
             *frames,
         ]
+        # The previous write must have landed before this one (its checkpoint is
+        # our expected one); this write then lands while the next batch is folded.
+        await self.flush()
+        self._inflight = asyncio.ensure_future(self._script(keys=key_list, args=argv))
+
+    async def flush(self) -> None:
+        """Wait for the write in flight; NotOwner if Redis refused it."""
+        inflight, self._inflight = self._inflight, None
+        if inflight is None:
+            return
         try:
-            await self._script(keys=key_list, args=argv)
+            await inflight
         except ResponseError as exc:
             if "NOTOWNER" in str(exc) or "STALE" in str(exc):
                 raise NotOwner(str(exc)) from None
@@ -276,12 +294,14 @@ class SessionProjector:
 
     async def renew(self) -> None:
         """Keep the lease while idle; NotOwner if it was lost."""
+        await self.flush()
         ok = await self._renew(keys=[self.keys.lease], args=[self.consumer, self.settings.projector_lease_ms])
         if not ok:
             raise NotOwner("lease expired while idle")
 
     async def caught_up(self) -> bool:
         """True when every entry in the stream has been applied."""
+        await self.flush()
         last = await self.redis.xrevrange(self.keys.frames, count=1)
         if not last:
             return True
