@@ -147,7 +147,8 @@ def _valid(p):
 
 
 def test_price_limits_rule_across_price_levels():
-    for ref in list(range(1_000, 10_000, 10)) + list(range(10_000, 50_000, 50)) + list(range(50_000, 200_001, 100)):
+    refs = [*range(1_000, 10_000, 10), *range(10_000, 50_000, 50), *range(50_000, 200_001, 100)]
+    for ref in refs:
         hi, lo = price_limits(ref)
         assert _valid(hi) and _valid(lo), ref
         assert lo < ref < hi
@@ -174,6 +175,22 @@ def test_every_frame_is_exact_compact_double_encoded_json(day_all):
         assert list(c) == KEYS[ev.data_type], ev.data_type
         sym = c.get("Symbol", c.get("IndexId"))
         assert sym == ev.symbol
+
+
+REAL = Path(__file__).resolve().parent / "fixtures" / "ssi-real"
+
+
+@pytest.mark.parametrize("name, dtype", [("ssi_mi_messages.jsonl", "MI"), ("ssi_b_messages.jsonl", "B")])
+def test_same_shape_as_real_captured_frames(day_all, name, dtype):
+    path = REAL / name
+    if not path.exists():
+        pytest.skip(f"{path} not present")
+    real = [json.loads(json.loads(line)["Content"]) for line in path.read_text().splitlines() if line.strip()]
+    ours = [c for ev, c in _of(day_all, dtype)]
+    for r in real[:50]:
+        for o in ours[:50]:
+            assert list(o) == list(r)
+            assert [type(v) for v in o.values()] == [type(v) for v in r.values()]
 
 
 def test_numbers_are_doubles_and_counters_ints(day_all):
@@ -444,7 +461,8 @@ def test_x_snapshots_repeat_last_trade_on_quote_changes(day_all):
         if p is not None:
             if c["TotalVol"] == p["TotalVol"]:
                 quote_only += 1
-                assert (c["LastPrice"], c["LastVol"], c["TotalVal"]) == (p["LastPrice"], p["LastVol"], p["TotalVal"])
+                for k in ("LastPrice", "LastVol", "TotalVal"):
+                    assert c[k] == p[k]
             else:
                 with_trade += 1
                 assert c["TotalVol"] == p["TotalVol"] + c["LastVol"]
@@ -452,7 +470,8 @@ def test_x_snapshots_repeat_last_trade_on_quote_changes(day_all):
     assert quote_only > 1000 and with_trade > 1000
     for sym, c in prev.items():
         last = trades[sym][-1]
-        assert (c["TotalVol"], c["LastPrice"], c["Close"]) == (last["TotalVol"], last["LastPrice"], last["LastPrice"])
+        assert c["TotalVol"] == last["TotalVol"]
+        assert c["LastPrice"] == c["Close"] == last["LastPrice"]
 
 
 def test_every_quote_has_a_matching_x_snapshot(day_all):
@@ -620,7 +639,8 @@ def test_close_marker_then_next_trading_day_skipping_weekend():
     sim = MarketSimulator(seed=3, start=fri, days=2, activity=0.02, channels={"X-TRADE", "MI"})
     evs = _parse(sim.events(), {"X-TRADE", "MI"})
     markers = [ev for ev, _ in evs if ev.frame is None]
-    assert [m.at.replace(tzinfo=None) for m in markers] == [datetime(2026, 3, 6, 15), datetime(2026, 3, 9, 15)]
+    expected = [datetime(2026, 3, 6, 15), datetime(2026, 3, 9, 15)]
+    assert [m.at.replace(tzinfo=None) for m in markers] == expected
     assert evs[-1][0] is markers[-1]
     days = [ev.at.date() for ev, _ in evs]
     assert days == sorted(days) and set(days) == {fri, date(2026, 3, 9)}

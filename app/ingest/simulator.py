@@ -365,6 +365,8 @@ class MarketSimulator:
     ) -> None:
         if start is None:
             start = datetime.now(VN_TZ).date()
+        elif isinstance(start, datetime):
+            start = start.date()
         while start.weekday() >= 5:
             start += timedelta(days=1)
         chans = frozenset(channels)
@@ -392,7 +394,6 @@ class MarketSimulator:
         self.activity = float(activity)
         self.symbols = syms
         self.open_at = open_at
-        self._day = start
         self._futures = front_and_next(start, futures_naming)
 
     @property
@@ -494,7 +495,6 @@ class _Run:
 
     def _setup_day(self, day: date) -> random.Random:
         sim = self.sim
-        sim._day = day
         rng = random.Random(f"ssi-sim/{sim.seed}/{day.isoformat()}")
         self.date_js = _js(day.strftime("%d/%m/%Y"))
         act = self.act
@@ -519,7 +519,6 @@ class _Run:
         self.S = self.S0
         self.vn30_qty = self.vn30_val = 0
 
-        # Futures for this day.
         codes = front_and_next(day, sim.futures_naming)
         sim._futures = codes
         self.futs: list[_Inst] = []
@@ -540,7 +539,6 @@ class _Run:
             self.futs.append(ins)
         self.futs_ym = [parse_contract(c) for c in codes]
 
-        # Index side state.
         self.e_vni = self.e_hnx = 0.0
         self.rest_qty = self.rest_val = 0
         self.vn30_pt_qty = self.vn30_pt_val = 0
@@ -638,8 +636,8 @@ class _Run:
         stocks, futs = self.stocks, self.futs
         # Instruments in continuous trading: futures alone before 09:15, then all.
         groups = {
-            "F": (futs, self._cum([f.rate for f in futs])),
-            "A": (futs + stocks, self._cum([f.rate for f in futs + stocks])),
+            "F": (futs, *self._cum([f.rate for f in futs])),
+            "A": (futs + stocks, *self._cum([f.rate for f in futs + stocks])),
         }
         resync = skip_before > T_FUT_ATO
         offsets: dict[int, list[timedelta]] = {}
@@ -679,15 +677,14 @@ class _Run:
                             self._auction_tick(ins, rng)
 
             if T_OPEN <= s < T_BREAK or T_LO2 <= s < T_ATC:
-                insts, cum = groups["F" if s < T_LO1 else "A"]
-                lam = cum[-1] * act * _profile(s)
+                insts, cum, total = groups["F" if s < T_LO1 else "A"]
+                lam = total * act * _profile(s)
                 n = self._poisson(lam, rng)
                 if n:
                     offs = offsets.get(n)
                     if offs is None:
                         offs = offsets[n] = [timedelta(microseconds=(i + 1) * 1_000_000 // (n + 1))
                                              for i in range(n)]
-                    total = cum[-1]
                     rnd = rng.random
                     for i in range(n):
                         ins = insts[bisect_right(cum, rnd() * total)]
@@ -710,12 +707,14 @@ class _Run:
             yield SimEvent(midnight + timedelta(seconds=T_MARKER), None, "CLOSE", "")
 
     @staticmethod
-    def _cum(rates: list[float]) -> list[float]:
+    def _cum(rates: list[float]) -> tuple[list[float], float]:
         out, t = [], 0.0
         for r in rates:
             t += r
             out.append(t)
-        return out
+        # An infinite last bound keeps bisect in range even if u * total rounds up to total.
+        out[-1] = math.inf
+        return out, t
 
     @staticmethod
     def _poisson(lam: float, rng: random.Random) -> int:
@@ -734,7 +733,8 @@ class _Run:
     def _emit(self, data_type: str, sym: str, frame: str) -> None:
         self.out.append(SimEvent(self.at, frame, data_type, sym))
 
-    def _book_parts(self, ins: _Inst) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    def _book_parts(self, ins: _Inst) -> tuple[tuple[str, ...], ...]:
+        """Ask prices, ask volumes, bid prices, bid volumes, padded with 0.0."""
         pf, vf, d = ins.pf, _INT_FMT, ins.depth
         a, b = ins.asks, ins.bids
         za, zb = _ZEROS[d - len(a)], _ZEROS[d - len(b)]
@@ -988,7 +988,7 @@ class _Run:
         ins.asks = [[ins.up(p), self._lvl(ins, rng)]] if p < ins.ceil else []
         self._repair(ins, rng)
 
-    def _target(self, ins: _Inst, rng: random.Random) -> int:
+    def _target(self, ins: _Inst) -> int:
         if ins.stock:
             prog = max(0.0, (self.s - T_LO1) / (T_ATC - T_LO1))
             fv = ins.ref * math.exp(ins.beta * self.m + ins.idio + ins.drift * prog)
@@ -999,7 +999,7 @@ class _Run:
         return min(ins.ceil, max(ins.floor, p))
 
     def _auction_tick(self, ins: _Inst, rng: random.Random) -> None:
-        target = self._target(ins, rng)
+        target = self._target(ins)
         if target != ins.est:
             step = ins.up if target > ins.est else ins.dn
             ins.est = step(ins.est) if rng.random() < 0.7 else target
