@@ -124,9 +124,9 @@ class SessionProjector:
         cp = self.state.meta.checkpoint
         self._checkpoint = _id_tuple(cp) if cp else (0, 0)
 
-    async def _claim_pending(self) -> None:
-        """Queue every pending entry (ours and dead workers'), in stream order."""
-        entries: dict[bytes, dict] = {}
+    async def _claim_pending(self, also: list[tuple[bytes, dict]] = ()) -> None:
+        """Queue every pending entry (ours and dead workers'), with ``also``, in stream order."""
+        entries: dict[bytes, dict] = dict(also)
         start = "0-0"
         while True:
             # XAUTOCLAIM hands us other consumers' pending entries; we hold the lease,
@@ -141,7 +141,9 @@ class SessionProjector:
             if start_next in (b"0-0", "0-0"):
                 break
             start = start_next
-        self._backlog = sorted(entries.items(), key=lambda e: _id_tuple(e[0]))
+        backlog = dict(self._backlog)
+        backlog.update(entries)
+        self._backlog = sorted(backlog.items(), key=lambda e: _id_tuple(e[0]))
 
     # -- folding -----------------------------------------------------------------
 
@@ -153,13 +155,14 @@ class SessionProjector:
         else:
             if self._prefetch is not None:
                 pending, self._prefetch = self._prefetch, None
-                batch = await pending
+                batch, strays = await pending
             else:
-                batch = await self._read(block_ms)
-            if not batch and not await self.caught_up():
-                # Entries we have not applied sit in another consumer's pending
-                # list (one that read them after losing the lease): take them over.
-                await self._claim_pending()
+                batch, strays = await self._read(block_ms)
+            if strays or (not batch and not await self.caught_up()):
+                # Another consumer (one that lost the lease) holds entries we have
+                # not applied; they may precede this batch. Take them over and go
+                # on in stream order.
+                await self._claim_pending(batch)
                 batch, self._backlog = self._backlog[:count], self._backlog[count:]
             elif len(batch) == count:
                 # Busy: let Redis deliver the next batch while this one is folded.
@@ -172,11 +175,21 @@ class SessionProjector:
                 raise
         return len(batch)
 
-    async def _read(self, block_ms: int | None) -> list:
-        reply = await self.redis.xreadgroup(
-            K.GROUP, self.consumer, {self.keys.frames: ">"}, count=self.settings.projector_batch, block=block_ms
+    async def _read(self, block_ms: int | None) -> tuple[list, bool]:
+        """A batch from the group, and whether other consumers hold pending entries."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xreadgroup(
+                K.GROUP, self.consumer, {self.keys.frames: ">"},
+                count=self.settings.projector_batch, block=block_ms,
+            )
+            pipe.xpending(self.keys.frames, K.GROUP)
+            reply, pending = await pipe.execute()
+        me = self.consumer.encode()
+        strays = any(
+            c["name"] not in (me, self.consumer) and int(c["pending"]) > 0
+            for c in pending.get("consumers") or ()
         )
-        return reply[0][1] if reply else []
+        return (reply[0][1] if reply else []), strays
 
     def drop_prefetch(self) -> None:
         """Forget a read in flight; what it delivered stays pending and is claimed later."""
@@ -279,6 +292,9 @@ class SessionProjector:
         # our expected one); this write then lands while the next batch is folded.
         await self.flush()
         self._inflight = asyncio.ensure_future(self._script(keys=key_list, args=argv))
+        # A worker dropped mid-write must not log "exception never retrieved":
+        # flush() still awaits and raises it.
+        self._inflight.add_done_callback(_retrieve)
 
     async def flush(self) -> None:
         """Wait for the write in flight; NotOwner if Redis refused it."""
@@ -306,6 +322,11 @@ class SessionProjector:
         if not last:
             return True
         return _id_tuple(last[0][0]) <= self._checkpoint and not self._backlog
+
+
+def _retrieve(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 async def load_session(redis: Redis, date: str) -> tuple[SessionState, dict[str, codec.Hash], dict[str, set[str]]]:
