@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -167,8 +168,16 @@ async def _demo(args: argparse.Namespace, settings: Settings) -> int:
 COMMANDS = {"demo": _demo, "ingest": _ingest, "project": _project, "snapshot": _snapshot, "replay": _replay}
 
 
+def tune_gc() -> None:
+    """Collect garbage less often: folding allocates millions of short-lived,
+    acyclic objects, and at the default threshold (700) the cyclic collector runs
+    so often that it costs a quarter of the fold's throughput."""
+    gc.set_threshold(100_000, 50, 1000)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    tune_gc()
     settings = load_settings()
     logs.setup(settings.log_format, settings.log_level)
     try:

@@ -19,7 +19,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     projector_block_ms: int = 1000
     projector_lease_ms: int = 10_000
     ingest_max_batch: int = 1000
-    ws_throttle_ms: int = 100
     log_format: str = "kv"
     log_level: str = "INFO"
 
@@ -31,7 +30,6 @@ _ENV = {
     "projector_block_ms": "PROJECTOR_BLOCK_MS",
     "projector_lease_ms": "PROJECTOR_LEASE_MS",
     "ingest_max_batch": "INGEST_MAX_BATCH",
-    "ws_throttle_ms": "WS_THROTTLE_MS",
     "log_format": "LOG_FORMAT",
     "log_level": "LOG_LEVEL",
 }

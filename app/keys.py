@@ -10,8 +10,6 @@ from __future__ import annotations
 PREFIX = "st:"
 SESSIONS = PREFIX + "sessions"  # ZSET: session date -> yyyymmdd
 NOTIFY = PREFIX + "notify"  # pub/sub channel of change notices
-VN30_COMPONENTS = PREFIX + "vn30"  # hash: symbols, updated_at (filled by the feed side)
-FEED_STATUS = PREFIX + "feed"  # hash: connected, since (filled by the feed side)
 GROUP = "projector"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
@@ -10,7 +11,6 @@ from app import keys as K
 from app.progress import Progress
 from app.projections import codec
 from app.projections.session import Close, SessionState, fold, finish_batch, new_session
-from app.projections.worker import _id_tuple
 
 CHUNK = 10_000
 
@@ -22,25 +22,28 @@ async def fold_stream(
     keys = K.SessionKeys(date)
     state = new_session(date)
     dead: list[tuple[bytes, str, bytes]] = []
-    start = "-"
     last_id = ""
-    stop = _id_tuple(until) if until else None
-    while True:
-        entries = await redis.xrange(keys.frames, min=start, max=until or "+", count=CHUNK)
+
+    def read(start: str) -> asyncio.Future:
+        return asyncio.ensure_future(redis.xrange(keys.frames, min=start, max=until or "+", count=CHUNK))
+
+    pending = read("-")
+    while pending is not None:
+        entries = await pending
+        pending = None
         if not entries:
             break
+        last_id = entries[-1][0].decode()
+        if len(entries) == CHUNK:
+            pending = read("(" + last_id)  # Redis reads ahead while we fold
         for entry_id, fields in entries:
             frame = fields.get(b"f")
             entry = frame if frame is not None else (Close() if fields.get(b"m") == b"close" else b"")
             refused = fold(state, entry)
             if refused is not None:
                 dead.append((entry_id, refused.reason, frame or b""))
-        last_id = entries[-1][0].decode()
         if progress:
             progress.advance(len(entries))
-        if len(entries) < CHUNK or (stop and _id_tuple(last_id) >= stop):
-            break
-        start = "(" + last_id
     state.meta.checkpoint = last_id
     finish_batch(state)
     state.dirty.clear()
@@ -76,7 +79,7 @@ async def live_hashes(redis: Redis, date: str) -> dict[str, dict[str, str]]:
             for key in chunk:
                 pipe.hgetall(key)
             for key, data in zip(chunk, await pipe.execute()):
-                out[key] = {codec._s(f): codec._s(v) for f, v in data.items()}
+                out[key] = {codec.as_str(f): codec.as_str(v) for f, v in data.items()}
     return out
 
 

@@ -107,11 +107,6 @@ class private_redis_server:
                 self.proc.kill()
                 self.proc.wait()
 
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
     def cleanup(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)

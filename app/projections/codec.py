@@ -60,7 +60,7 @@ _LISTS: dict[type, frozenset[str]] = {}
 
 def from_hash(data: dict, cls: type) -> Any:
     """Hash (str or bytes) -> Struct; the inverse of :func:`to_hash`."""
-    fields = {_s(k): _s(v) for k, v in data.items()}
+    fields = {as_str(k): as_str(v) for k, v in data.items()}
     lists = _LISTS.get(cls)
     if lists is None:
         lists = _LISTS[cls] = _list_fields(cls)
@@ -70,7 +70,7 @@ def from_hash(data: dict, cls: type) -> Any:
     return msgspec.convert(fields, cls, strict=False)
 
 
-def _s(v: str | bytes) -> str:
+def as_str(v: str | bytes) -> str:
     return v.decode() if isinstance(v, bytes) else v
 
 
@@ -157,7 +157,7 @@ def decode(date: str, hashes: dict[str, dict], keys: SessionKeys, members: dict[
             data = hashes.get(keys.entity(kind, name))
             if data:
                 if kind == "quote":
-                    target[name] = quotes.from_hash({_s(k): _s(v) for k, v in data.items()})
+                    target[name] = quotes.from_hash({as_str(k): as_str(v) for k, v in data.items()})
                 else:
                     target[name] = from_hash(data, cls)
     for name in state.foreign:
@@ -167,7 +167,7 @@ def decode(date: str, hashes: dict[str, dict], keys: SessionKeys, members: dict[
         )
     for name in state.indices:
         raw = hashes.get(keys.entity("intraday", name)) or {}
-        state.intraday[name] = {parse_hms(_s(k) + ":00"): float(_s(v)) for k, v in raw.items()}
+        state.intraday[name] = {parse_hms(as_str(k) + ":00"): float(as_str(v)) for k, v in raw.items()}
     if (d := hashes.get(keys.derivatives)):
         state.derivatives = from_hash(d, derivatives.DerivativesState)
     if (f := hashes.get(keys.foreign)):
@@ -178,7 +178,7 @@ def decode(date: str, hashes: dict[str, dict], keys: SessionKeys, members: dict[
 def _seconds_map(raw: dict | None, cast) -> dict[int, Any]:
     if not raw:
         return {}
-    return {parse_hms(_s(k)): cast(_s(v)) for k, v in raw.items()}
+    return {parse_hms(as_str(k)): cast(as_str(v)) for k, v in raw.items()}
 
 
 def entity_keys(keys: SessionKeys, members: dict[str, Iterable[str]]) -> list[str]:

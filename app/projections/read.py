@@ -6,7 +6,7 @@ import msgspec
 from redis.asyncio import Redis
 
 from app import keys as K
-from app.projections.codec import _s, from_hash
+from app.projections.codec import as_str, from_hash
 from app.schemas import (
     DerivativesData,
     ForeignInvestorData,
@@ -21,7 +21,7 @@ from app.schemas import (
 async def current_session(redis: Redis) -> str | None:
     """The newest session date known, or None."""
     newest = await redis.zrange(K.SESSIONS, -1, -1)
-    return _s(newest[0]) if newest else None
+    return as_str(newest[0]) if newest else None
 
 
 async def resolve_session(redis: Redis, date: str | None) -> tuple[str | None, bool]:
@@ -43,11 +43,11 @@ async def _members(redis: Redis, keys: K.SessionKeys, *names: str) -> list[list[
     async with redis.pipeline(transaction=False) as pipe:
         for name in names:
             pipe.smembers(keys.members(name))
-        return [sorted(_s(m) for m in reply) for reply in await pipe.execute()]
+        return [sorted(as_str(m) for m in reply) for reply in await pipe.execute()]
 
 
 def _intraday(date: str, raw: dict) -> list[IntradayPoint]:
-    points = sorted((_s(k), float(_s(v))) for k, v in raw.items())
+    points = sorted((as_str(k), float(as_str(v))) for k, v in raw.items())
     return [IntradayPoint(f"{date}T{minute}:00+07:00", value) for minute, value in points]
 
 
@@ -84,7 +84,7 @@ async def read_foreign(redis: Redis, date: str) -> ForeignSummary | None:
     raw = await redis.hgetall(keys.foreign)
     if not raw:
         return None
-    fields = {_s(k): _s(v) for k, v in raw.items()}
+    fields = {as_str(k): as_str(v) for k, v in raw.items()}
     top_buy = [s for s in fields.pop("top_buy", "").split(",") if s]
     top_sell = [s for s in fields.pop("top_sell", "").split(",") if s]
     summary = msgspec.convert(fields, ForeignSummary, strict=False)

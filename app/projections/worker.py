@@ -352,7 +352,7 @@ async def load_session(redis: Redis, date: str) -> tuple[SessionState, dict[str,
                     hashes[key] = data
     state = codec.decode(date, hashes, keys, members)
     written = {
-        key: {codec._s(f): codec._s(v) for f, v in data.items()} for key, data in hashes.items()
+        key: {codec.as_str(f): codec.as_str(v) for f, v in data.items()} for key, data in hashes.items()
     }
     return state, written, members
 
