@@ -36,7 +36,9 @@ async def fold_stream(
         last_id = entries[-1][0].decode()
         if len(entries) == CHUNK:
             pending = read("(" + last_id)  # Redis reads ahead while we fold
-        for entry_id, fields in entries:
+        for n, (entry_id, fields) in enumerate(entries, 1):
+            if n % 128 == 0:
+                await asyncio.sleep(0)  # take in the read-ahead while folding
             frame = fields.get(b"f")
             entry = frame if frame is not None else (Close() if fields.get(b"m") == b"close" else b"")
             refused = fold(state, entry)

@@ -8,9 +8,11 @@
 -- ARGV[3] lease time (ms), renewed here      ARGV[4] consumer group
 -- ARGV[5] notice channel                      ARGV[6] notice payload ("" = none)
 -- ARGV[7] the batch as JSON (one argument: cheap to send, decoded here by cjson):
---   {"ack": [ids], "hset": [[key#, [field, value, ...]]], "hdel": [[key#, [field, ...]]],
+--   {"hset": [[key#, [field, value, ...]]], "hdel": [[key#, [field, ...]]],
 --    "del": [key#], "sadd": [[key#, [member, ...]]], "dead": [[id, reason, argv#]]}
--- ARGV[8..] raw frames of the dead letters (binary-safe, referenced by argv#)
+-- ARGV[8] last entry id of the batch: this consumer's pending entries up to it are
+--         acknowledged (the batch and anything at or below the checkpoint)
+-- ARGV[9..] raw frames of the dead letters (binary-safe, referenced by argv#)
 local holder = redis.call('GET', KEYS[4])
 if holder ~= ARGV[2] then
   return redis.error_reply('NOTOWNER lease is held by ' .. tostring(holder))
@@ -53,7 +55,11 @@ for _, dead in ipairs(batch['dead'] or {}) do
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*',
     'id', dead[1], 'reason', dead[2], 'f', ARGV[dead[3]])
 end
-each_chunk(batch['ack'] or {}, 1, function(...) redis.call('XACK', KEYS[3], ARGV[4], ...) end)
+local acked = {}
+for _, p in ipairs(redis.call('XPENDING', KEYS[3], ARGV[4], '-', ARGV[8], 1000000, ARGV[2])) do
+  acked[#acked + 1] = p[1]
+end
+each_chunk(acked, 1, function(...) redis.call('XACK', KEYS[3], ARGV[4], ...) end)
 
 redis.call('PEXPIRE', KEYS[4], ARGV[3])
 if ARGV[6] ~= '' then

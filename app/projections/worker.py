@@ -30,14 +30,42 @@ from app.projections.session import Close, SessionState, fold, finish_batch
 
 log = logging.getLogger("stock_tracker.projector")
 
-APPLY_LUA = (Path(__file__).with_name("apply.lua")).read_text()
-RENEW_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
-_NOTICE = msgspec.json.Encoder()
+APPLY_LUA = Path(__file__).with_name("apply.lua").read_text()
+RENEW_LUA = Path(__file__).with_name("renew.lua").read_text()
+
+# A stream entry as the worker handles it: (id, kind, payload) where kind is b"f"
+# (payload: the raw frame), b"m" (a marker, payload b"close") or b"" (neither).
+Entry = tuple[bytes, bytes, bytes]
+
+
+def _identity(response, **options):
+    return response
+
+
+def _flat_entries(reply) -> list[Entry]:
+    """Raw XREADGROUP reply to entries: RESP3 ``{stream: [[id, [k, v, ...]], ...]}``
+    or RESP2 ``[[stream, [...]]]``."""
+    if not reply:
+        return []
+    entries = next(iter(reply.values())) if isinstance(reply, dict) else reply[0][1]
+    out: list[Entry] = []
+    for entry_id, fields in entries:
+        if fields and fields[0] == b"t" and len(fields) >= 4:
+            out.append((entry_id, fields[2], fields[3]))  # written as t, f|m
+        else:
+            pairs = dict(zip(fields[0::2], fields[1::2])) if fields else None
+            out.append(_entry(entry_id, pairs))
+    return out
+
+
+def _entry(entry_id: bytes, fields: dict | None) -> Entry:
+    fields = fields or {}
+    if b"f" in fields:
+        return entry_id, b"f", fields[b"f"]
+    if b"m" in fields:
+        return entry_id, b"m", fields[b"m"]
+    return entry_id, b"", b""
+_JSON = msgspec.json.Encoder()
 
 
 class NotOwner(Exception):
@@ -75,11 +103,15 @@ class SessionProjector:
         self._written: dict[str, codec.Hash] = {}
         self._members: dict[str, set[str]] = {}
         self._checkpoint: tuple[int, int] = (0, 0)
-        self._backlog: list[tuple[bytes, dict]] = []
+        self._backlog: list[Entry] = []
         self._prefetch: asyncio.Future | None = None
         self._inflight: asyncio.Future | None = None
         self._script = redis.register_script(APPLY_LUA)
         self._renew = redis.register_script(RENEW_LUA)
+        # Same connections, but XREADGROUP replies stay flat lists: building a dict
+        # per entry costs more than the rest of the read.
+        self._raw = Redis(connection_pool=redis.connection_pool)
+        self._raw.set_response_callback("XREADGROUP", _identity)
 
     # -- ownership and loading -------------------------------------------------
 
@@ -124,9 +156,9 @@ class SessionProjector:
         cp = self.state.meta.checkpoint
         self._checkpoint = _id_tuple(cp) if cp else (0, 0)
 
-    async def _claim_pending(self, also: list[tuple[bytes, dict]] = ()) -> None:
+    async def _claim_pending(self, also: list[Entry] = ()) -> None:
         """Queue every pending entry (ours and dead workers'), with ``also``, in stream order."""
-        entries: dict[bytes, dict] = dict(also)
+        entries: dict[bytes, Entry] = {e[0]: e for e in also}
         start = "0-0"
         while True:
             # XAUTOCLAIM hands us other consumers' pending entries; we hold the lease,
@@ -137,13 +169,13 @@ class SessionProjector:
             start_next, claimed = reply[0], reply[1]
             for entry_id, fields in claimed:
                 if fields is not None:
-                    entries[entry_id] = fields
+                    entries[entry_id] = _entry(entry_id, fields)
             if start_next in (b"0-0", "0-0"):
                 break
             start = start_next
-        backlog = dict(self._backlog)
-        backlog.update(entries)
-        self._backlog = sorted(backlog.items(), key=lambda e: _id_tuple(e[0]))
+        for e in self._backlog:
+            entries.setdefault(e[0], e)
+        self._backlog = sorted(entries.values(), key=lambda e: _id_tuple(e[0]))
 
     # -- folding -----------------------------------------------------------------
 
@@ -166,7 +198,9 @@ class SessionProjector:
                 batch, self._backlog = self._backlog[:count], self._backlog[count:]
             elif len(batch) == count:
                 # Busy: let Redis deliver the next batch while this one is folded.
+                # The yield sends the request now; folding never yields to the loop.
                 self._prefetch = asyncio.ensure_future(self._read(None))
+                await asyncio.sleep(0)
         if batch:
             try:
                 await self.apply(batch)
@@ -175,9 +209,13 @@ class SessionProjector:
                 raise
         return len(batch)
 
-    async def _read(self, block_ms: int | None) -> tuple[list, bool]:
-        """A batch from the group, and whether other consumers hold pending entries."""
-        async with self.redis.pipeline(transaction=False) as pipe:
+    async def _read(self, block_ms: int | None) -> tuple[list[Entry], bool]:
+        """A batch from the group, and whether other consumers hold pending entries.
+
+        The XPENDING after the read sees anything another consumer (one that lost
+        the lease) read before us: it stays pending, as only the lease holder acks.
+        """
+        async with self._raw.pipeline(transaction=False) as pipe:
             pipe.xreadgroup(
                 K.GROUP, self.consumer, {self.keys.frames: ">"},
                 count=self.settings.projector_batch, block=block_ms,
@@ -189,7 +227,7 @@ class SessionProjector:
             c["name"] not in (me, self.consumer) and int(c["pending"]) > 0
             for c in pending.get("consumers") or ()
         )
-        return (reply[0][1] if reply else []), strays
+        return _flat_entries(reply), strays
 
     def drop_prefetch(self) -> None:
         """Forget a read in flight; what it delivered stays pending and is claimed later."""
@@ -197,35 +235,40 @@ class SessionProjector:
             self._prefetch.cancel()
             self._prefetch = None
 
-    async def apply(self, batch: list[tuple[bytes, dict]]) -> None:
+    async def apply(self, batch: list[Entry]) -> None:
         """Fold a batch in memory, then write it in one atomic script call."""
         state = self.state
         assert state is not None, "acquire() first"
         previous = state.meta.checkpoint
         dead: list[tuple[str, str, bytes]] = []
-        ack = [entry_id.decode() for entry_id, _ in batch]
         # Entries arrive in stream order: only the first can be at or below the
         # checkpoint unless the whole batch was applied before a crash.
         skip = 0
         if _id_tuple(batch[0][0]) <= self._checkpoint:
             while skip < len(batch) and _id_tuple(batch[skip][0]) <= self._checkpoint:
                 skip += 1
-        for entry_id, fields in batch[skip:]:
-            frame = fields.get(b"f")
-            if frame is None:
-                entry: Any = Close() if fields.get(b"m") == b"close" else b""
+        close = Close()
+        for n, (entry_id, kind, payload) in enumerate(batch[skip:], 1):
+            if n % 128 == 0:
+                # Let the loop take in the next batch (read ahead) while we fold:
+                # a large reply left unread stalls in socket buffers.
+                await asyncio.sleep(0)
+            if kind == b"f":
+                refused = fold(state, payload)
+            elif kind == b"m" and payload == b"close":
+                refused = fold(state, close)
             else:
-                entry = frame
-            refused = fold(state, entry)
+                refused = fold(state, b"")
             if refused is not None:
-                dead.append((entry_id.decode(), refused.reason, frame or b""))
+                dead.append((entry_id.decode(), refused.reason, payload if kind == b"f" else b""))
+        last = batch[-1][0].decode()
         if skip < len(batch):
-            self._checkpoint = _id_tuple(batch[-1][0])
-            state.meta.checkpoint = ack[-1]
+            self._checkpoint = _id_tuple(last)
+            state.meta.checkpoint = last
             finish_batch(state)
-        await self._write(previous, ack, dead)
+        await self._write(previous, last, dead)
 
-    async def _write(self, previous: str, ack: list[str], dead: list[tuple[str, str, bytes]]) -> None:
+    async def _write(self, previous: str, ack_to: str, dead: list[tuple[str, str, bytes]]) -> None:
         state = self.state
         keys = self.keys
         key_index: dict[str, int] = {}
@@ -266,16 +309,15 @@ class SessionProjector:
         state.dirty.clear()
         frames = [frame for _, _, frame in dead]
         body = {
-            "ack": ack,
             "hset": hset,
             "hdel": hdel,
             "del": delete,
             "sadd": sadd,
-            "dead": [(entry_id, reason, 8 + i) for i, (entry_id, reason, _) in enumerate(dead)],
+            "dead": [(entry_id, reason, 9 + i) for i, (entry_id, reason, _) in enumerate(dead)],
         }
         notice = ""
         if kinds - {"meta"}:
-            notice = _NOTICE.encode(
+            notice = _JSON.encode(
                 Notice(state.meta.date, sorted(kinds), state.meta.checkpoint)
             ).decode()
         argv = [
@@ -285,7 +327,8 @@ class SessionProjector:
             K.GROUP,
             K.NOTIFY,
             notice,
-            _NOTICE.encode(body),
+            _JSON.encode(body),
+            ack_to,
             *frames,
         ]
         # The previous write must have landed before this one (its checkpoint is
@@ -395,6 +438,9 @@ async def run(redis: Redis, settings: Settings, stop: asyncio.Event | None = Non
                 task = tasks.get(date)
                 if task is not None and not task.done():
                     continue
+                if task is not None and not task.cancelled() and task.exception() is not None:
+                    exc = task.exception()
+                    log.error("event=session_failed date=%s error=%s detail=%s", date, type(exc).__name__, exc)
                 if date != latest and not await _has_work(redis, date):
                     continue
                 tasks[date] = asyncio.create_task(
