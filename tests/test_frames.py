@@ -205,7 +205,10 @@ HOSTILE = {
     "deep nesting in content": (json.dumps({"DataType": "X", "Content": "[" * 50_000 + "]" * 50_000}), "invalid JSON"),
     "bad date": (_frame(_trade_content(TradingDate="2026-11-25")), "TradingDate"),
     "bad time": (_frame(_trade_content(Time="25:61:00")), "bad Time"),
-    "no time on R": (_frame({"RType": "R", "TradingDate": "25/11/2026", "Symbol": "SSI", "BuyVol": 1}, "R"), "missing Time"),
+    "no time on R": (_frame({"RType": "R", "TradingDate": "25/11/2026", "Symbol": "SSI", "BuyVol": 1, "SellVol": 0}, "R"), "missing Time"),
+    "R without totals": (_frame({"RType": "R", "Time": "10:00:00", "Symbol": "SSI", "BuyVol": 1}, "R"), "R without BuyVol/SellVol"),
+    "MI without value": (_frame({"IndexId": "VN30", "Time": "10:00:00"}, "MI"), "MI without IndexValue"),
+    "trade without price": (_frame(_trade_content(LastPrice=None, TotalVol=500.0)), "trade without LastPrice"),
 }
 
 

@@ -80,6 +80,7 @@ async def _check(url: str, frames_: list[str], batch: int, kill_after: int, kill
         await redis.flushall()
         writer = StreamWriter(redis)
         await writer.append([(f, RECEIVED) for f in frames_])
+        await writer.flush()
         settings = Settings(redis_url=url, projector_batch=batch, projector_lease_ms=5000)
         keys = K.SessionKeys(F.SESSION)
 

@@ -43,6 +43,7 @@ def market_frames() -> list[str]:
 async def append(redis, frames, received=1_795_600_000_000) -> StreamWriter:
     writer = StreamWriter(redis)
     await writer.append([(f, received) for f in frames])
+    await writer.flush()
     return writer
 
 

@@ -25,14 +25,22 @@ from app.clock import VN_TZ, next_close, now_vn
 log = logging.getLogger("stock_tracker.ingest")
 
 APPEND_LUA = Path(__file__).with_name("append.lua").read_text()
+
 # Matches TradingDate in a double-encoded Content (\"TradingDate\":\"20/07/2026\")
 # as well as in an object Content; any letter case.
 _DATE = re.compile(rb'(?i)tradingdate\\*"\s*:\s*\\*"(\d{2})/(\d{2})/(\d{4})')
 
 
+_DATE_AT = re.compile(rb'TradingDate\\*"\s*:\s*\\*"(\d{2})/(\d{2})/(\d{4})')
+
+
 def session_of(frame: bytes, fallback: str) -> str:
     """The session date (YYYY-MM-DD) a raw frame belongs to."""
-    m = _DATE.search(frame)
+    at = frame.find(b"TradingDate")
+    # The feed's own spelling is found by a plain search; other casings by regex.
+    m = _DATE_AT.match(frame, at) if at >= 0 else None
+    if m is None:
+        m = _DATE.search(frame)
     if m is None:
         return fallback
     day, month, year = m.groups()
@@ -50,12 +58,13 @@ class StreamWriter:
         self.redis = redis
         self.retention_days = retention_days
         self._sha: str | None = None
+        self._inflight: asyncio.Future | None = None
         self._known: set[str] = set()
         self.appended = 0
 
     async def append(self, frames: Iterable[tuple[str | bytes, int]]) -> int:
         """Append (frame, receive-time ms) pairs; one script call per session."""
-        by_session: dict[str, list] = {}
+        by_session: dict[str, tuple[list[bytes], list[int]]] = {}
         fallback_cache: dict[int, str] = {}
         for frame, received_ms in frames:
             raw = _as_bytes(frame)
@@ -63,35 +72,57 @@ class StreamWriter:
             fallback = fallback_cache.get(day)
             if fallback is None:
                 fallback = fallback_cache[day] = _vn_date(received_ms)
-            args = by_session.setdefault(session_of(raw, fallback), [])
-            args.append(received_ms)
-            args.append(raw)
+            session = session_of(raw, fallback)
+            group = by_session.get(session)
+            if group is None:
+                group = by_session[session] = ([], [])
+            group[0].append(raw)
+            group[1].append(received_ms)
         if not by_session:
             return 0
         new = [d for d in by_session if d not in self._known]
-        if self._sha is None:
-            self._sha = await self.redis.script_load(APPEND_LUA)
-        try:
-            await self._send(by_session, new)
-        except NoScriptError:
-            # Redis restarted and lost its script cache; nothing was appended.
-            self._sha = await self.redis.script_load(APPEND_LUA)
-            await self._send(by_session, new)
         self._known.update(new)
-        n = sum(len(a) for a in by_session.values()) // 2
+        # One append in flight at a time keeps the stream in order, and Redis
+        # appends this batch while the caller prepares the next one.
+        await self.flush()
+        self._inflight = asyncio.ensure_future(self._send(by_session, new))
+        n = sum(len(group[0]) for group in by_session.values())
         self.appended += n
         return n
 
-    async def _send(self, by_session: dict[str, list], new: list[str]) -> None:
+    async def flush(self) -> None:
+        """Wait until everything appended so far is in Redis (raises its error)."""
+        inflight, self._inflight = self._inflight, None
+        if inflight is not None:
+            await inflight
+
+    async def _send(self, by_session: dict[str, tuple[list[bytes], list[int]]], new: list[str]) -> None:
+        if self._sha is None:
+            self._sha = await self.redis.script_load(APPEND_LUA)
+        try:
+            await self._pipeline(by_session, new)
+        except NoScriptError:
+            # Redis restarted and lost its script cache; nothing was appended.
+            self._sha = await self.redis.script_load(APPEND_LUA)
+            await self._pipeline(by_session, new)
+
+    async def _pipeline(self, by_session: dict[str, tuple[list[bytes], list[int]]], new: list[str]) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
             for d in new:
                 pipe.zadd(K.SESSIONS, {d: K.date_score(d)})
-            for d, args in by_session.items():
-                pipe.evalsha(self._sha, 1, K.SessionKeys(d).frames, *args)
+            for d, (raws, times) in by_session.items():
+                # Three arguments whatever the batch size: redis-py spends far more
+                # per argument (and per reply) than Redis spends appending a frame.
+                stamp = str(times[0]) if times.count(times[0]) == len(times) else ",".join(map(str, times))
+                pipe.evalsha(
+                    self._sha, 1, K.SessionKeys(d).frames,
+                    stamp, ",".join(map(str, map(len, raws))), b"".join(raws),
+                )
             await pipe.execute()
 
     async def close_session(self, session: str, at_ms: int | None = None) -> None:
         """Append the 15:00 session-close marker to ``session``'s stream."""
+        await self.flush()  # the marker goes after every frame appended before it
         at_ms = at_ms if at_ms is not None else int(time.time() * 1000)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zadd(K.SESSIONS, {session: K.date_score(session)})
@@ -103,6 +134,7 @@ class StreamWriter:
 
     async def prune(self, newest: str) -> list[str]:
         """Delete sessions older than the retention window (never ``newest``)."""
+        await self.flush()
         cutoff = date.fromisoformat(newest) - timedelta(days=self.retention_days)
         old = [
             d.decode() if isinstance(d, bytes) else d
@@ -144,6 +176,7 @@ async def drain_queue(queue: asyncio.Queue, writer: StreamWriter, max_batch: int
         while len(batch) < max_batch and not queue.empty():
             batch.append(queue.get_nowait())
         await writer.append(batch)
+        await writer.flush()  # live: each batch lands before the next is taken
         for _ in batch:
             queue.task_done()
 

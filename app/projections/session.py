@@ -166,6 +166,9 @@ def _apply(state: SessionState, frame: Frame) -> None:
     if isinstance(msg, SecurityMsg):
         _apply_security(state, msg, data_type)
     elif isinstance(msg, ForeignMsg):
+        if msg.buy_vol is None or msg.sell_vol is None:
+            # A missing total would read as 0 and wrongly re-seed the flow baseline.
+            raise FrameError("R without BuyVol/SellVol")
         t = _event_time(state, msg, required=True)
         sym = msg.symbol
         window = state.flows.get(sym)
@@ -178,6 +181,8 @@ def _apply(state: SessionState, frame: Frame) -> None:
         state.dirty.add(("flow", sym))
         state.stale_views = True
     elif isinstance(msg, IndexMsg):
+        if msg.index_value is None:
+            raise FrameError("MI without IndexValue")
         t = _event_time(state, msg, required=True)
         idx = msg.index_id
         line = state.intraday.get(idx)
@@ -214,6 +219,8 @@ def _apply_security(state: SessionState, msg: SecurityMsg, data_type: str) -> No
     if data_type in ("X-TRADE", "X"):
         stats = state.stats.get(sym)
         volume = trades.detect_trade(stats, msg, data_type)
+        if volume is not None and not msg.last_price:
+            raise FrameError(f"{data_type} trade without LastPrice")
         if volume is not None:
             # Classify against the book as it stood before this frame (rule 4).
             bid1, ask1 = quotes.best_bid_ask(quote)
