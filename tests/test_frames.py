@@ -224,3 +224,4 @@ def test_hostile_frames_are_refused_with_a_reason_and_counted(name):
     assert fold(state, _frame(_trade_content(TotalVol=300.0, LastVol=200.0))) is None
     assert state.stats["ACB"].total_volume == 300  # good frames around it, unchanged
     assert state.meta.dead == 1 and state.meta.frames == 2
+    assert set(state.quotes) == {"ACB"} and set(state.stats) == {"ACB"}  # no trace of it

@@ -211,35 +211,37 @@ def _quote(state: SessionState, symbol: str) -> quotes.QuoteState:
 
 def _apply_security(state: SessionState, msg: SecurityMsg, data_type: str) -> None:
     t = _event_time(state, msg, required=False)
-    sym = msg.symbol
     if data_type == "OL":
         return
-    quote = _quote(state, sym)
-    futures = _is_future(sym)
+    sym = msg.symbol
+    volume = None
     if data_type in ("X-TRADE", "X"):
-        stats = state.stats.get(sym)
-        volume = trades.detect_trade(stats, msg, data_type)
+        volume = trades.detect_trade(state.stats.get(sym), msg, data_type)
         if volume is not None and not msg.last_price:
             raise FrameError(f"{data_type} trade without LastPrice")
-        if volume is not None:
-            # Classify against the book as it stood before this frame (rule 4).
-            bid1, ask1 = quotes.best_bid_ask(quote)
-            price = msg.last_price or 0.0
-            side = trades.classify(
-                price,
-                msg.trading_session,
-                bid1,
-                ask1,
-                msg.ceiling or quote.ceiling,
-                msg.floor or quote.floor,
-            )
-            if stats is None:
-                stats = state.stats[sym] = trades.SymbolStats(symbol=sym)
-            event_time = iso_time(state.meta.date, t) if t is not None else None
-            trades.record_trade(stats, msg, trades.Trade(volume, price, side), event_time)
-            state.dirty.add(("stats", sym))
-            if futures:
-                state.stale_views = True
+    # Checks done: from here on the frame is applied whole.
+    quote = _quote(state, sym)
+    futures = _is_future(sym)
+    if volume is not None:
+        # Classify against the book as it stood before this frame (rule 4).
+        bid1, ask1 = quotes.best_bid_ask(quote)
+        price = msg.last_price
+        side = trades.classify(
+            price,
+            msg.trading_session,
+            bid1,
+            ask1,
+            msg.ceiling or quote.ceiling,
+            msg.floor or quote.floor,
+        )
+        stats = state.stats.get(sym)
+        if stats is None:
+            stats = state.stats[sym] = trades.SymbolStats(symbol=sym)
+        event_time = iso_time(state.meta.date, t) if t is not None else None
+        trades.record_trade(stats, msg, trades.Trade(volume, price, side), event_time)
+        state.dirty.add(("stats", sym))
+        if futures:
+            state.stale_views = True
     if data_type in ("X-QUOTE", "X"):
         changed = quotes.apply_book(quote, msg)
     else:
