@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 
 from app import keys as K
 from app.progress import Progress
+from app.store import hgetall_many
 from app.projections import codec
 from app.projections.session import Close, SessionState, fold, finish_batch, new_session
 
@@ -74,15 +75,7 @@ async def live_hashes(redis: Redis, date: str) -> dict[str, dict[str, str]]:
     names = []
     async for key in redis.scan_iter(match=keys.pattern(), count=1000, _type="hash"):
         names.append(key.decode() if isinstance(key, bytes) else key)
-    out: dict[str, dict[str, str]] = {}
-    for start in range(0, len(names), 500):
-        chunk = names[start : start + 500]
-        async with redis.pipeline(transaction=False) as pipe:
-            for key in chunk:
-                pipe.hgetall(key)
-            for key, data in zip(chunk, await pipe.execute()):
-                out[key] = {codec.as_str(f): codec.as_str(v) for f, v in data.items()}
-    return out
+    return await hgetall_many(redis, names)
 
 
 def compare(live: dict[str, dict[str, str]], rebuilt: dict[str, dict[str, str]]) -> Diff:

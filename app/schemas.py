@@ -1,4 +1,8 @@
-"""The JSON shapes served over REST and WebSockets (the seed's models, DESIGN.md rules)."""
+"""The JSON shapes served over REST and WebSockets (the seed's models, DESIGN.md rules).
+
+The projections store these same shapes (plus their own bookkeeping fields, in
+subclasses), so a stored hash decodes straight into the response type.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +25,9 @@ class IntradayPoint(msgspec.Struct):
     value: float
 
 
-class IndexData(msgspec.Struct, kw_only=True):
+class IndexFields(msgspec.Struct, kw_only=True):
+    """IndexData without its intraday line (which is stored in its own hash)."""
+
     index_id: str
     value: float = 0.0
     prior_value: float = 0.0
@@ -31,9 +37,12 @@ class IndexData(msgspec.Struct, kw_only=True):
     advances: int = 0
     declines: int = 0
     no_changes: int = 0
-    intraday: list[IntradayPoint] = msgspec.field(default_factory=list)
     last_updated: str | None = None
     advance_ratio: float = 0.0
+
+
+class IndexData(IndexFields, kw_only=True):
+    intraday: list[IntradayPoint] = msgspec.field(default_factory=list)
 
 
 class ForeignInvestorData(msgspec.Struct, kw_only=True):
@@ -53,13 +62,16 @@ class ForeignInvestorData(msgspec.Struct, kw_only=True):
     last_updated: str | None = None
 
 
-class ForeignSummary(msgspec.Struct, kw_only=True):
+class ForeignTotals(msgspec.Struct, kw_only=True):
     total_buy_value: float = 0.0
     total_sell_value: float = 0.0
     total_net_value: float = 0.0
     total_buy_volume: int = 0
     total_sell_volume: int = 0
     total_net_volume: int = 0
+
+
+class ForeignSummary(ForeignTotals, kw_only=True):
     top_buy: list[ForeignInvestorData] = msgspec.field(default_factory=list)
     top_sell: list[ForeignInvestorData] = msgspec.field(default_factory=list)
 

@@ -58,6 +58,24 @@ async def open_redis(settings: Settings, embedded: bool = False) -> AsyncIterato
         await client.aclose()
 
 
+async def hgetall_many(redis: Redis, keys: list[str], chunk: int = 500) -> dict[str, dict[str, str]]:
+    """HGETALL of many keys, pipelined in chunks; empty or missing hashes left out."""
+    out: dict[str, dict[str, str]] = {}
+    for start in range(0, len(keys), chunk):
+        part = keys[start : start + chunk]
+        async with redis.pipeline(transaction=False) as pipe:
+            for key in part:
+                pipe.hgetall(key)
+            for key, data in zip(part, await pipe.execute()):
+                if data:
+                    out[key] = {_text(f): _text(v) for f, v in data.items()}
+    return out
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

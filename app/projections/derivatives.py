@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import msgspec
 
 from app.futures import is_vn30_future
 from app.projections.quotes import QuoteState, best_bid_ask
 from app.projections.trades import SymbolStats
+from app.schemas import DerivativesData
 
 VN30 = "VN30"
 
 
-class DerivativesState(msgspec.Struct, kw_only=True):
-    """Seed's DerivativesData; basis fields are None until both prices are > 0."""
-
-    symbol: str
-    last_price: float = 0.0
-    change: float = 0.0
-    change_pct: float = 0.0
-    volume: int = 0
-    bid_price: float = 0.0
-    ask_price: float = 0.0
-    basis: float | None = None
-    basis_pct: float | None = None
-    is_premium: bool | None = None
-    last_updated: str | None = None
+# Stored exactly as served: the seed's DerivativesData.
+DerivativesState = DerivativesData
 
 
 def active_contract(stats: dict[str, SymbolStats]) -> SymbolStats | None:

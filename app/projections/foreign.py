@@ -11,6 +11,7 @@ from __future__ import annotations
 import msgspec
 
 from app.frames import ForeignMsg
+from app.schemas import ForeignInvestorData, ForeignTotals
 
 SPEED_WINDOW = 300
 ACCEL_LAG = 60
@@ -20,23 +21,9 @@ RETAIN = 600
 TOP_N = 5
 
 
-class ForeignState(msgspec.Struct, kw_only=True):
-    """Seed's ForeignInvestorData for one symbol."""
+class ForeignState(ForeignInvestorData, kw_only=True):
+    """The seed's ForeignInvestorData plus the newest event time seen."""
 
-    symbol: str
-    buy_volume: int = 0
-    sell_volume: int = 0
-    net_volume: int = 0
-    buy_value: float = 0.0
-    sell_value: float = 0.0
-    net_value: float = 0.0
-    total_room: int = 0
-    current_room: int = 0
-    buy_speed_per_min: float = 0.0
-    sell_speed_per_min: float = 0.0
-    buy_acceleration: float = 0.0
-    sell_acceleration: float = 0.0
-    last_updated: str | None = None
     latest_time: int = 0
 
 
@@ -47,15 +34,9 @@ class FlowWindow(msgspec.Struct):
     sell: dict[int, int] = msgspec.field(default_factory=dict)
 
 
-class ForeignSummary(msgspec.Struct, kw_only=True):
-    """Totals over all symbols and the top movers by net value."""
+class ForeignSummary(ForeignTotals, kw_only=True):
+    """Totals over all symbols and the top movers (by symbol) by net value."""
 
-    total_buy_value: float = 0.0
-    total_sell_value: float = 0.0
-    total_net_value: float = 0.0
-    total_buy_volume: int = 0
-    total_sell_volume: int = 0
-    total_net_volume: int = 0
     top_buy: list[str] = msgspec.field(default_factory=list)
     top_sell: list[str] = msgspec.field(default_factory=list)
 

@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import msgspec
 
 from app.frames import IndexMsg
+from app.schemas import IndexFields
 
 
-class IndexState(msgspec.Struct, kw_only=True):
-    """Seed's IndexData without the intraday line (kept in its own hash)."""
-
-    index_id: str
-    value: float = 0.0
-    prior_value: float = 0.0
-    change: float = 0.0
-    ratio_change: float = 0.0
-    total_volume: int = 0
-    advances: int = 0
-    declines: int = 0
-    no_changes: int = 0
-    advance_ratio: float = 0.0
-    last_updated: str | None = None
+# The stored index hash is the seed's IndexData without its intraday line.
+IndexState = IndexFields
 
 
 def advance_ratio(advances: int, declines: int) -> float:

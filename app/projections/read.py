@@ -68,15 +68,20 @@ async def read_indices(redis: Redis, date: str) -> dict[str, IndexData]:
     return out
 
 
-async def read_stats(redis: Redis, date: str, symbols: list[str] | None = None) -> dict[str, SessionStats]:
+async def _entities(redis: Redis, date: str, kind: str, cls: type, names: list[str] | None = None) -> dict:
+    """Every ``kind`` hash of a session (or just ``names``), decoded as ``cls``."""
     keys = K.SessionKeys(date)
-    if symbols is None:
-        (symbols,) = await _members(redis, keys, "stats")
+    if names is None:
+        (names,) = await _members(redis, keys, kind)
     async with redis.pipeline(transaction=False) as pipe:
-        for sym in symbols:
-            pipe.hgetall(keys.entity("stats", sym))
+        for name in names:
+            pipe.hgetall(keys.entity(kind, name))
         replies = await pipe.execute()
-    return {sym: from_hash(d, SessionStats) for sym, d in zip(symbols, replies) if d}
+    return {name: from_hash(d, cls) for name, d in zip(names, replies) if d}
+
+
+async def read_stats(redis: Redis, date: str, symbols: list[str] | None = None) -> dict[str, SessionStats]:
+    return await _entities(redis, date, "stats", SessionStats, symbols)
 
 
 async def read_foreign(redis: Redis, date: str) -> ForeignSummary | None:
@@ -88,24 +93,14 @@ async def read_foreign(redis: Redis, date: str) -> ForeignSummary | None:
     top_buy = [s for s in fields.pop("top_buy", "").split(",") if s]
     top_sell = [s for s in fields.pop("top_sell", "").split(",") if s]
     summary = msgspec.convert(fields, ForeignSummary, strict=False)
-    symbols = top_buy + top_sell
-    async with redis.pipeline(transaction=False) as pipe:
-        for sym in symbols:
-            pipe.hgetall(keys.entity("foreign", sym))
-        rows = {sym: from_hash(d, ForeignInvestorData) for sym, d in zip(symbols, await pipe.execute()) if d}
+    rows = await _entities(redis, date, "foreign", ForeignInvestorData, top_buy + top_sell)
     summary.top_buy = [rows[s] for s in top_buy if s in rows]
     summary.top_sell = [rows[s] for s in top_sell if s in rows]
     return summary
 
 
 async def read_foreign_symbols(redis: Redis, date: str) -> dict[str, ForeignInvestorData]:
-    keys = K.SessionKeys(date)
-    (symbols,) = await _members(redis, keys, "foreign")
-    async with redis.pipeline(transaction=False) as pipe:
-        for sym in symbols:
-            pipe.hgetall(keys.entity("foreign", sym))
-        replies = await pipe.execute()
-    return {sym: from_hash(d, ForeignInvestorData) for sym, d in zip(symbols, replies) if d}
+    return await _entities(redis, date, "foreign", ForeignInvestorData)
 
 
 async def read_derivatives(redis: Redis, date: str) -> DerivativesData | None:

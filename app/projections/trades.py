@@ -14,6 +14,7 @@ from __future__ import annotations
 import msgspec
 
 from app.frames import SecurityMsg
+from app.schemas import SessionStats
 
 BUY = "mua_chu_dong"
 SELL = "ban_chu_dong"
@@ -21,18 +22,9 @@ NEUTRAL = "neutral"
 AUCTIONS = frozenset({"ATO", "ATC"})
 
 
-class SymbolStats(msgspec.Struct, kw_only=True):
-    """Per-symbol session totals; the first eight fields are the seed's SessionStats."""
+class SymbolStats(SessionStats, kw_only=True):
+    """The seed's SessionStats plus bookkeeping and detail beyond it."""
 
-    symbol: str
-    mua_chu_dong_volume: int = 0
-    mua_chu_dong_value: float = 0.0
-    ban_chu_dong_volume: int = 0
-    ban_chu_dong_value: float = 0.0
-    neutral_volume: int = 0
-    total_volume: int = 0
-    last_updated: str | None = None
-    # Bookkeeping and detail beyond the seed shape.
     max_total_vol: int = 0
     trades: int = 0
     last_price: float = 0.0

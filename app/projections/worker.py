@@ -27,6 +27,7 @@ from app import keys as K
 from app.config import Settings
 from app.projections import codec
 from app.projections.session import Close, SessionState, fold, finish_batch
+from app.store import hgetall_many
 
 log = logging.getLogger("stock_tracker.projector")
 
@@ -383,20 +384,9 @@ async def load_session(redis: Redis, date: str) -> tuple[SessionState, dict[str,
         set_name: {m.decode() if isinstance(m, bytes) else m for m in reply}
         for set_name, reply in zip(codec.MEMBER_SETS, replies)
     }
-    wanted = codec.entity_keys(keys, members)
-    hashes: dict[str, dict] = {}
-    for start in range(0, len(wanted), 500):
-        chunk = wanted[start : start + 500]
-        async with redis.pipeline(transaction=False) as pipe:
-            for key in chunk:
-                pipe.hgetall(key)
-            for key, data in zip(chunk, await pipe.execute()):
-                if data:
-                    hashes[key] = data
+    hashes = await hgetall_many(redis, codec.entity_keys(keys, members))
     state = codec.decode(date, hashes, keys, members)
-    written = {
-        key: {codec.as_str(f): codec.as_str(v) for f, v in data.items()} for key, data in hashes.items()
-    }
+    written = {key: dict(fields) for key, fields in hashes.items()}
     return state, written, members
 
 
