@@ -82,6 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--speed", type=_speed, default=1.0, help="simulated seconds per real second (default 1)")
     demo.add_argument("--seed", type=int, default=1, help="simulator seed (default 1)")
 
+    srv = sub.add_parser(
+        "serve",
+        help="serve REST and WebSockets",
+        description="Serve the REST API and the /ws/market, /ws/foreign, /ws/index channels (Litestar on uvicorn).",
+    )
+    srv.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    srv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    srv.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+
     rep = sub.add_parser(
         "replay",
         help="rebuild or verify a session from its stream",
@@ -165,6 +174,22 @@ async def _demo(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    uvicorn.run(
+        "app.api.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        ws_max_size=max(settings.ws_max_message_bytes * 4, 65536),
+        log_config=None,
+        access_log=False,
+    )
+    return 0
+
+
 COMMANDS = {"demo": _demo, "ingest": _ingest, "project": _project, "snapshot": _snapshot, "replay": _replay}
 
 
@@ -181,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings()
     logs.setup(settings.log_format, settings.log_level)
     try:
+        if args.command == "serve":  # uvicorn runs its own event loop (and processes)
+            return _serve(args, settings)
         return asyncio.run(COMMANDS[args.command](args, settings))
     except KeyboardInterrupt:
         return 130

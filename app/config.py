@@ -19,6 +19,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     projector_block_ms: int = 1000
     projector_lease_ms: int = 10_000
     ingest_max_batch: int = 1000
+    ws_throttle_ms: int = 100
+    ws_token: str = ""
+    ws_max_per_ip: int = 10
+    ws_heartbeat_s: float = 30.0
+    ws_send_timeout_s: float = 5.0
+    ws_max_message_bytes: int = 4096
+    ready_max_lag_ms: int = 5000
     log_format: str = "kv"
     log_level: str = "INFO"
 
@@ -30,6 +37,13 @@ _ENV = {
     "projector_block_ms": "PROJECTOR_BLOCK_MS",
     "projector_lease_ms": "PROJECTOR_LEASE_MS",
     "ingest_max_batch": "INGEST_MAX_BATCH",
+    "ws_throttle_ms": "WS_THROTTLE_MS",
+    "ws_token": "WS_TOKEN",
+    "ws_max_per_ip": "WS_MAX_PER_IP",
+    "ws_heartbeat_s": "WS_HEARTBEAT_S",
+    "ws_send_timeout_s": "WS_SEND_TIMEOUT_S",
+    "ws_max_message_bytes": "WS_MAX_MESSAGE_BYTES",
+    "ready_max_lag_ms": "READY_MAX_LAG_MS",
     "log_format": "LOG_FORMAT",
     "log_level": "LOG_LEVEL",
 }

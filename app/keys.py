@@ -10,6 +10,9 @@ from __future__ import annotations
 PREFIX = "st:"
 SESSIONS = PREFIX + "sessions"  # ZSET: session date -> yyyymmdd
 NOTIFY = PREFIX + "notify"  # pub/sub channel of change notices
+FEED_STATUS = PREFIX + "feed"  # hash: connected (true/false), since; kept by the feed side
+FEED_STATUS_CHANNEL = PREFIX + "feed:status"  # pub/sub: {"connected": bool} on each change
+VN30_COMPONENTS = PREFIX + "vn30"  # hash: symbols (comma list), updated_at; kept by the feed side
 GROUP = "projector"
 
 

@@ -1,0 +1,68 @@
+"""The Litestar application: ``create_app()``; stateless, any number of nodes."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+from litestar import Litestar, Request, Response
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from app.api.hub import Hub
+from app.api.routes import MarketController, healthz, metrics_route, readyz, vn30_components
+from app.api.views import channel_state
+from app.api.ws import IpLimiter, ws_foreign, ws_index, ws_market
+from app.config import Settings, load_settings
+from app.store import DEFAULT_URL, redis_from_url
+
+log = logging.getLogger("stock_tracker.api")
+
+
+def _redis(state: State) -> Redis:
+    return state.redis
+
+
+def _store_unavailable(request: Request, exc: Exception) -> Response:
+    log.warning("event=store_unavailable path=%s error=%s", request.url.path, type(exc).__name__)
+    return Response({"status_code": 503, "detail": "market data store unavailable, retry shortly"}, status_code=503)
+
+
+def create_app(settings: Settings | None = None, redis: Redis | None = None) -> Litestar:
+    """The API; ``redis`` (optional) shares an existing client, e.g. the embedded store."""
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        client = redis or redis_from_url(settings.redis_url or DEFAULT_URL)
+        hub = Hub(
+            client,
+            render=lambda channel: channel_state(client, channel),
+            throttle_ms=settings.ws_throttle_ms,
+            send_timeout=settings.ws_send_timeout_s,
+            heartbeat_s=settings.ws_heartbeat_s,
+        )
+        app.state.redis = client
+        app.state.hub = hub
+        await hub.start()
+        try:
+            yield
+        finally:
+            await hub.stop()
+            if redis is None:
+                await client.aclose()
+
+    return Litestar(
+        route_handlers=[MarketController, vn30_components, healthz, readyz, metrics_route, ws_market, ws_foreign, ws_index],
+        dependencies={"redis": Provide(_redis, sync_to_thread=False)},
+        lifespan=[lifespan],
+        state=State({"settings": settings, "limiter": IpLimiter(settings.ws_max_per_ip)}),
+        exception_handlers={RedisConnectionError: _store_unavailable, RedisTimeoutError: _store_unavailable},
+        openapi_config=OpenAPIConfig(title="stock-tracker", version="0.1.0", path="/schema"),
+        logging_config=None,  # keep the one-line-per-event logs of app.logs
+    )

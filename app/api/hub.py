@@ -1,0 +1,277 @@
+"""WebSocket fan-out on one API node.
+
+Projectors publish a change notice after each applied batch; the node's one
+supervised pub/sub reader turns notices into per-channel pushes, throttled on the
+trailing edge: the first notice after a quiet spell pushes at once, later ones
+within the interval collapse into one push at its end, which reads the state as it
+then stands. A push reads the state once, encodes it once and hands the same bytes
+to every client on the channel. Each client has a one-slot mailbox (only the latest
+state matters) drained by its own writer, so a slow client never delays the others;
+one that stays blocked is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import msgspec
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from app import keys as K
+
+log = logging.getLogger("stock_tracker.hub")
+
+CHANNELS = ("market", "foreign", "index")
+# Which projection changes each channel shows.
+_KINDS = {
+    "market": None,  # any change
+    "foreign": {"foreign", "foreign_summary"},
+    "index": {"index", "intraday"},
+}
+CLOSE_SLOW = 4001  # the client did not read its pushes in time
+_JSON = msgspec.json.Encoder()
+
+
+class Notice(msgspec.Struct):
+    date: str
+    kinds: list[str]
+    checkpoint: str = ""
+
+
+class FeedStatus(msgspec.Struct):
+    connected: bool
+
+
+class StatusMessage(msgspec.Struct, tag_field="type", tag="status"):
+    connected: bool
+
+
+def status_text(connected: bool) -> str:
+    """``{"type":"status","connected":bool}``, sent when the feed connects or drops."""
+    return _JSON.encode(StatusMessage(connected)).decode()
+
+
+class Client:
+    """One WebSocket: a one-slot state mailbox, a few control messages, one writer."""
+
+    def __init__(self, send: Callable[[str | bytes], Awaitable[None]], close: Callable[[int, str], Awaitable[None]]):
+        self._send = send
+        self._close = close
+        self._state: str | None = None
+        self._control: deque[str | bytes] = deque(maxlen=8)
+        self._ready = asyncio.Event()
+        self.dropped = False
+
+    def offer(self, payload: str) -> None:
+        """Replace the waiting state: a client only ever needs the newest one."""
+        self._state = payload
+        self._ready.set()
+
+    def offer_control(self, payload: str | bytes) -> None:
+        """Queue a message that must not be replaced (feed status, heartbeat)."""
+        self._control.append(payload)
+        self._ready.set()
+
+    async def run(self, send_timeout: float) -> None:
+        """Send what arrives until cancelled; drop the client if a send blocks."""
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            while self._control or self._state is not None:
+                if self._control:
+                    payload = self._control.popleft()
+                else:
+                    payload, self._state = self._state, None
+                try:
+                    await asyncio.wait_for(self._send(payload), send_timeout)
+                except asyncio.TimeoutError:
+                    self.dropped = True
+                    try:
+                        await asyncio.wait_for(self._close(CLOSE_SLOW, "too slow"), 1.0)
+                    except Exception:  # the socket is already unusable
+                        pass
+                    return
+
+
+@dataclass
+class Metrics:
+    """Node-local counters for /metrics."""
+
+    pushes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CHANNELS, 0))
+    drops: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CHANNELS, 0))
+    pubsub_reconnects: int = 0
+
+
+class Hub:
+    """Per-channel client sets, the throttle, and the supervised pub/sub reader."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        render: Callable[[str], Awaitable[str]],
+        throttle_ms: int = 100,
+        send_timeout: float = 5.0,
+        heartbeat_s: float = 30.0,
+    ) -> None:
+        self.heartbeat_s = heartbeat_s
+        self.redis = redis
+        self.render = render  # channel -> current state as JSON text
+        self.throttle = throttle_ms / 1000
+        self.send_timeout = send_timeout
+        self.clients: dict[str, set[Client]] = {c: set() for c in CHANNELS}
+        self.metrics = Metrics()
+        self.feed_connected: bool | None = None
+        self.pubsub_up = False
+        self._last_push = dict.fromkeys(CHANNELS, 0.0)
+        self._scheduled: dict[str, asyncio.Task] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._reader: asyncio.Task | None = None
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._reader = asyncio.create_task(self._read_forever())
+        self._tasks.add(asyncio.create_task(self._heartbeat_forever()))
+
+    async def _heartbeat_forever(self) -> None:
+        """``ping`` bytes to every client, so idle connections stay visibly alive."""
+        while True:
+            await asyncio.sleep(self.heartbeat_s)
+            self.broadcast(b"ping")
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._reader, *self._scheduled.values(), *self._tasks) if t]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- clients -------------------------------------------------------------------
+
+    async def serve(self, channel: str, client: Client) -> None:
+        """Register a client, give it the current state at once, and run its writer."""
+        self.clients[channel].add(client)
+        try:
+            try:
+                client.offer(await self.render(channel))
+            except (RedisConnectionError, RedisTimeoutError, OSError):
+                pass  # Redis is away; the resync after it returns sends the state
+            if self.feed_connected is not None:
+                client.offer_control(status_text(self.feed_connected))
+            await client.run(self.send_timeout)
+            if client.dropped:
+                self.metrics.drops[channel] += 1
+        finally:
+            self.clients[channel].discard(client)
+
+    # -- pushes ----------------------------------------------------------------------
+
+    def notify(self, channel: str) -> None:
+        """Trailing-edge throttle: push now if quiet, else once at the interval's end."""
+        if channel in self._scheduled:
+            return
+        delay = max(0.0, self._last_push[channel] + self.throttle - time.monotonic())
+        self._scheduled[channel] = asyncio.create_task(self._push_after(channel, delay))
+
+    async def _push_after(self, channel: str, delay: float) -> None:
+        try:
+            if delay:
+                await asyncio.sleep(delay)
+        finally:
+            # Notices arriving while we render schedule the next push.
+            self._scheduled.pop(channel, None)
+        self._last_push[channel] = time.monotonic()
+        if not self.clients[channel]:
+            return
+        try:
+            payload = await self.render(channel)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            log.warning("event=push_failed channel=%s error=%s", channel, type(exc).__name__)
+            return
+        self.metrics.pushes[channel] += 1
+        for client in list(self.clients[channel]):
+            client.offer(payload)
+
+    def broadcast(self, payload: str | bytes) -> None:
+        """The same message to every client of every channel (status, heartbeat)."""
+        for clients in self.clients.values():
+            for client in list(clients):
+                client.offer_control(payload)
+
+    def on_notice(self, notice: Notice) -> None:
+        kinds = set(notice.kinds)
+        for channel, wanted in _KINDS.items():
+            if wanted is None or kinds & wanted:
+                self.notify(channel)
+
+    def resync(self) -> None:
+        """Full state to everyone: after pub/sub was away, notices may have been lost."""
+        for channel in CHANNELS:
+            self.notify(channel)
+
+    # -- the supervised pub/sub reader ---------------------------------------------------
+
+    async def _read_forever(self) -> None:
+        backoff = 0.1
+        while True:
+            pubsub = self.redis.pubsub()
+            try:
+                await pubsub.subscribe(K.NOTIFY, K.FEED_STATUS_CHANNEL)
+                if not self.pubsub_up:
+                    self.pubsub_up = True
+                    log.info("event=pubsub_up")
+                    await self._load_feed_status()
+                    self.resync()
+                backoff = 0.1
+                while True:
+                    # A timeout keeps get_message from busy-looping (timeout=0 spins).
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is not None:
+                        self._dispatch(message)
+            except asyncio.CancelledError:
+                await _quietly(pubsub.aclose())
+                raise
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                if self.pubsub_up:
+                    log.warning("event=pubsub_down error=%s", type(exc).__name__)
+                self.pubsub_up = False
+                self.metrics.pubsub_reconnects += 1
+                await _quietly(pubsub.aclose())
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def _dispatch(self, message: dict) -> None:
+        channel = message.get("channel")
+        data = message.get("data")
+        if isinstance(channel, bytes):
+            channel = channel.decode()
+        try:
+            if channel == K.NOTIFY:
+                self.on_notice(msgspec.json.decode(data, type=Notice))
+            elif channel == K.FEED_STATUS_CHANNEL:
+                self._set_feed(msgspec.json.decode(data, type=FeedStatus).connected)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            log.warning("event=bad_notice channel=%s error=%s", channel, exc)
+
+    def _set_feed(self, connected: bool) -> None:
+        if connected != self.feed_connected:
+            self.feed_connected = connected
+            self.broadcast(status_text(connected))
+
+    async def _load_feed_status(self) -> None:
+        raw = await self.redis.hget(K.FEED_STATUS, "connected")
+        if raw is not None:
+            self._set_feed(raw in (b"1", b"true", "1", "true"))
+
+
+async def _quietly(awaitable: Awaitable) -> None:
+    try:
+        await awaitable
+    except Exception:
+        pass

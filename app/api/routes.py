@@ -1,0 +1,100 @@
+"""REST routes: the seed's market endpoints, health, readiness and metrics."""
+
+from __future__ import annotations
+
+import re
+import time
+
+from litestar import Controller, Request, Response, get
+from litestar.exceptions import NotFoundException, ValidationException
+from litestar.params import Parameter
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from app import keys as K
+from app.api import metrics
+from app.api.views import foreign_summary
+from app.projections import read
+from app.projections.codec import as_str
+from app.schemas import DerivativesData, ForeignSummary, IndexData, MarketSnapshot, SessionStats
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+DateParam = Parameter(
+    query="date", required=False, description="Session (trading date) YYYY-MM-DD; default: the current session"
+)
+
+
+def _check_date(date: str | None) -> str | None:
+    if date is not None and not _DATE.match(date):
+        raise ValidationException(detail=f"date must be YYYY-MM-DD, got {date!r}")
+    return date
+
+
+async def _session(redis: Redis, date: str | None) -> str | None:
+    """The session to read: the given date, or the current one while it is open."""
+    session, is_open = await read.resolve_session(redis, _check_date(date))
+    return session if is_open else None
+
+
+class MarketController(Controller):
+    path = "/api/market"
+    tags = ["market"]
+
+    @get("/snapshot", summary="Full market snapshot: quotes, indices, foreign, derivatives")
+    async def snapshot(self, redis: Redis, date: str | None = DateParam) -> MarketSnapshot:
+        return await read.market_snapshot(redis, _check_date(date))
+
+    @get("/foreign", summary="Foreign investor flow: totals and top 5 net buyers / sellers")
+    async def foreign(self, redis: Redis, date: str | None = DateParam) -> ForeignSummary:
+        return await foreign_summary(redis, await _session(redis, date))
+
+    @get("/indices", summary="Indices (VN30, VNINDEX, HNXIndex, ...) with breadth and intraday line")
+    async def indices(self, redis: Redis, date: str | None = DateParam) -> dict[str, IndexData]:
+        session = await _session(redis, date)
+        return await read.read_indices(redis, session) if session else {}
+
+    @get("/derivatives", summary="The active VN30 futures contract and its basis")
+    async def derivatives(self, redis: Redis, date: str | None = DateParam) -> DerivativesData | None:
+        session = await _session(redis, date)
+        return await read.read_derivatives(redis, session) if session else None
+
+    @get("/trade-analysis/{symbol:str}", summary="Active buy / active sell breakdown of one symbol")
+    async def trade_analysis(self, redis: Redis, symbol: str, date: str | None = DateParam) -> SessionStats:
+        session = await _session(redis, date)
+        stats = await read.read_stats(redis, session, [symbol.upper()]) if session else {}
+        if not stats:
+            raise NotFoundException(detail=f"no trades for symbol {symbol!r} in this session")
+        return next(iter(stats.values()))
+
+
+@get("/api/vn30-components", tags=["market"], summary="VN30 constituents (kept by the feed side)")
+async def vn30_components(redis: Redis) -> dict[str, list[str]]:
+    raw = await redis.hget(K.VN30_COMPONENTS, "symbols")
+    symbols = [s for s in as_str(raw).split(",") if s] if raw else []
+    return {"symbols": symbols}
+
+
+@get("/healthz", tags=["ops"], summary="The process is up")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@get("/readyz", tags=["ops"], summary="Redis reachable and projector lag under the bound")
+async def readyz(request: Request, redis: Redis) -> Response:
+    settings = request.app.state.settings
+    try:
+        await redis.ping()
+        lag = await metrics.projector_lag_ms(redis)
+    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        return Response({"status": "unavailable", "redis": False, "error": type(exc).__name__}, status_code=503)
+    ok = lag is None or lag <= settings.ready_max_lag_ms
+    body = {"status": "ok" if ok else "lagging", "redis": True, "projector_lag_ms": lag}
+    return Response(body, status_code=200 if ok else 503)
+
+
+@get("/metrics", tags=["ops"], summary="Prometheus metrics", media_type="text/plain; version=0.0.4")
+async def metrics_route(request: Request, redis: Redis) -> str:
+    started = time.perf_counter()
+    text = await metrics.render(redis, request.app.state.hub)
+    return text + f"stock_tracker_metrics_render_seconds {time.perf_counter() - started:.6f}\n"

@@ -1,0 +1,107 @@
+"""WebSocket channels /ws/market, /ws/foreign, /ws/index."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections import Counter
+
+from litestar import WebSocket, websocket
+
+from app.api.hub import Client, Hub
+
+log = logging.getLogger("stock_tracker.ws")
+
+CLOSE_POLICY = 1008  # missing or wrong token
+CLOSE_TOO_BIG = 1009  # a client message over WS_MAX_MESSAGE_BYTES
+CLOSE_TRY_LATER = 1013  # too many connections from this IP
+
+
+class IpLimiter:
+    """Open WebSockets per client IP on this node."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open: Counter[str] = Counter()
+
+    def acquire(self, ip: str) -> bool:
+        if self.open[ip] >= self.limit:
+            return False
+        self.open[ip] += 1
+        return True
+
+    def release(self, ip: str) -> None:
+        self.open[ip] -= 1
+        if self.open[ip] <= 0:
+            del self.open[ip]
+
+
+async def serve_channel(socket: WebSocket, channel: str) -> None:
+    """Authenticate, admit, then push the channel until either side goes away."""
+    state = socket.app.state
+    settings, hub, limiter = state.settings, state.hub, state.limiter
+    await socket.accept()
+    if settings.ws_token:
+        given = (socket.query_params.get("token") or "").encode()
+        if not hmac.compare_digest(given, settings.ws_token.encode()):
+            await socket.close(code=CLOSE_POLICY, reason="missing or invalid token")
+            return
+    ip = socket.client.host if socket.client else "unknown"
+    if not limiter.acquire(ip):
+        await socket.close(code=CLOSE_TRY_LATER, reason="too many connections from this address")
+        return
+    try:
+        await _pump(socket, channel, hub, settings.ws_max_message_bytes)
+    finally:
+        limiter.release(ip)
+
+
+async def _pump(socket: WebSocket, channel: str, hub: Hub, max_message: int) -> None:
+    async def send(payload: str | bytes) -> None:
+        key = "text" if isinstance(payload, str) else "bytes"
+        await socket.send({"type": "websocket.send", key: payload})
+
+    async def close(code: int, reason: str) -> None:
+        await socket.close(code=code, reason=reason)
+
+    client = Client(send, close)
+    writer = asyncio.create_task(hub.serve(channel, client))
+    # Reading is how a departed client is noticed (a send-only handler never would);
+    # what clients send is otherwise ignored, within a size bound.
+    reader = asyncio.create_task(_read_until_gone(socket, max_message))
+    try:
+        await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (writer, reader):
+            task.cancel()
+        await asyncio.gather(writer, reader, return_exceptions=True)
+
+
+async def _read_until_gone(socket: WebSocket, max_message: int) -> None:
+    while True:
+        event = await socket.receive()
+        if event["type"] == "websocket.disconnect":
+            return
+        data = event.get("text") or event.get("bytes") or ""
+        if len(data) > max_message:
+            await socket.close(code=CLOSE_TOO_BIG, reason="message too big")
+            return
+
+
+@websocket("/ws/market")
+async def ws_market(socket: WebSocket) -> None:
+    """Full MarketSnapshot on every (throttled) change."""
+    await serve_channel(socket, "market")
+
+
+@websocket("/ws/foreign")
+async def ws_foreign(socket: WebSocket) -> None:
+    """ForeignSummary on every (throttled) foreign-flow change."""
+    await serve_channel(socket, "foreign")
+
+
+@websocket("/ws/index")
+async def ws_index(socket: WebSocket) -> None:
+    """All indices on every (throttled) index change."""
+    await serve_channel(socket, "index")
