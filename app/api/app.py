@@ -18,6 +18,7 @@ from app.api.hub import Hub
 from app.api.routes import MarketController, healthz, metrics_route, readyz, vn30_components
 from app.api.views import channel_state
 from app.api.ws import IpLimiter, ws_foreign, ws_index, ws_market
+from app import logs
 from app.config import Settings, load_settings
 from app.store import DEFAULT_URL, redis_from_url
 
@@ -36,6 +37,8 @@ def _store_unavailable(request: Request, exc: Exception) -> Response:
 def create_app(settings: Settings | None = None, redis: Redis | None = None) -> Litestar:
     """The API; ``redis`` (optional) shares an existing client, e.g. the embedded store."""
     settings = settings or load_settings()
+    if not logging.getLogger().handlers:  # a uvicorn worker process starts bare
+        logs.setup(settings.log_format, settings.log_level)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
