@@ -44,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     src = ing.add_mutually_exclusive_group(required=True)
     src.add_argument("--file", metavar="FRAMES.jsonl", help="JSONL of Broadcast strings, one per line; exit when done")
     src.add_argument("--simulate", action="store_true", help="generate a deterministic simulated market")
+    src.add_argument(
+        "--ssi", action="store_true",
+        help="the live SSI FastConnect feed (SSI_CONSUMER_ID / SSI_CONSUMER_SECRET; SSI_URL, SSI_STREAM_URL)",
+    )
     ing.add_argument("--seed", type=int, default=1, help="simulator seed (default 1)")
     ing.add_argument(
         "--speed", type=_speed, default=0.0,
@@ -82,6 +86,29 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--speed", type=_speed, default=1.0, help="simulated seconds per real second (default 1)")
     demo.add_argument("--seed", type=int, default=1, help="simulator seed (default 1)")
 
+    rec = sub.add_parser(
+        "record",
+        help="record the live feed to a JSONL file",
+        description="Write every Broadcast string the SSI feed sends, one per line, for a later `ingest --file`.",
+    )
+    rec.add_argument("--out", required=True, metavar="FILE", help="JSONL file to append to")
+
+    fake = sub.add_parser(
+        "fake-ssi",
+        help="run a fake SSI FastConnect server driven by the simulator",
+        description=(
+            "Serve SSI FastConnect Data's REST and SignalR endpoints with simulated market data, "
+            "for demos and tests without an SSI account (consumer id/secret: demo/demo)."
+        ),
+    )
+    fake.add_argument("--host", default="127.0.0.1")
+    fake.add_argument("--port", type=int, default=8900)
+    fake.add_argument("--seed", type=int, default=1)
+    fake.add_argument("--speed", type=_speed, default=1.0, help="simulated seconds per real second (default 1)")
+    fake.add_argument("--activity", type=float, default=1.0)
+    fake.add_argument("--date", type=date.fromisoformat, default=None, help="simulated trading date (default today)")
+    fake.add_argument("--futures-naming", choices=("legacy", "krx"), default="legacy")
+
     srv = sub.add_parser(
         "serve",
         help="serve REST and WebSockets",
@@ -101,10 +128,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
 async def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     from app.ingest.run import ingest_file, ingest_simulated
 
     async with open_redis(settings) as redis:
+        if args.ssi:
+            from app.ingest.live import run_live
+
+            stream = await run_live(redis, settings, _stop_on_signals())
+            log.info("event=ingest_done frames=%d connects=%d", stream.frames, stream.connects)
+            return 0
         if args.file:
             n = await ingest_file(redis, settings, args.file)
         else:
@@ -121,11 +162,7 @@ async def _project(args: argparse.Namespace, settings: Settings) -> int:
             n = await worker.drain(redis, settings)
             log.info("event=drain_done entries=%d", n)
             return 0
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await worker.run(redis, settings, stop)
+        await worker.run(redis, settings, _stop_on_signals())
     return 0
 
 
@@ -174,6 +211,26 @@ async def _demo(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def _record(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from app.ingest.live import record
+
+    n = await record(settings, Path(args.out), _stop_on_signals())
+    log.info("event=record_done frames=%d out=%s", n, args.out)
+    return 0
+
+
+async def _fake_ssi(args: argparse.Namespace, settings: Settings) -> int:
+    from app.ingest.fake_ssi import serve_fake
+
+    await serve_fake(
+        args.host, args.port, seed=args.seed, speed=args.speed, activity=args.activity,
+        start=args.date, futures_naming=args.futures_naming,
+    )
+    return 0
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
@@ -190,7 +247,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-COMMANDS = {"demo": _demo, "ingest": _ingest, "project": _project, "snapshot": _snapshot, "replay": _replay}
+COMMANDS = {"demo": _demo, "fake-ssi": _fake_ssi, "record": _record, "ingest": _ingest, "project": _project, "snapshot": _snapshot, "replay": _replay}
 
 
 def tune_gc() -> None:

@@ -7,6 +7,9 @@ import os
 import msgspec
 
 
+_SECRET_FIELDS = ("ssi_consumer_secret", "ws_token")
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Everything the service reads from its environment.
 
@@ -26,8 +29,37 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ws_send_timeout_s: float = 5.0
     ws_max_message_bytes: int = 4096
     ready_max_lag_ms: int = 5000
+    ssi_url: str = "https://fc-data.ssi.com.vn/"
+    ssi_stream_url: str = "https://fc-datahub.ssi.com.vn/"
+    ssi_consumer_id: str = ""
+    ssi_consumer_secret: str = ""
+    ssi_channels: str = ""  # ';'-separated SwitchChannels specs; empty = the default set
+    ssi_switch_mode: str = "joined"
+    futures_naming: str = "legacy"
     log_format: str = "kv"
     log_level: str = "INFO"
+
+    def __repr__(self) -> str:
+        # Settings may end up in a log line or a traceback: never show secrets.
+        shown = []
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            if name in _SECRET_FIELDS and value:
+                value = "***"
+            elif name == "redis_url":
+                value = _mask_password(value)
+            shown.append(f"{name}={value!r}")
+        return f"Settings({', '.join(shown)})"
+
+
+def _mask_password(url: str) -> str:
+    """redis://user:secret@host -> redis://user:***@host."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not at or ":" not in creds:
+        return url
+    user = creds.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{host}"
 
 
 _ENV = {
@@ -44,6 +76,13 @@ _ENV = {
     "ws_send_timeout_s": "WS_SEND_TIMEOUT_S",
     "ws_max_message_bytes": "WS_MAX_MESSAGE_BYTES",
     "ready_max_lag_ms": "READY_MAX_LAG_MS",
+    "ssi_url": "SSI_URL",
+    "ssi_stream_url": "SSI_STREAM_URL",
+    "ssi_consumer_id": "SSI_CONSUMER_ID",
+    "ssi_consumer_secret": "SSI_CONSUMER_SECRET",
+    "ssi_channels": "SSI_CHANNELS",
+    "ssi_switch_mode": "SSI_SWITCH_MODE",
+    "futures_naming": "FUTURES_NAMING",
     "log_format": "LOG_FORMAT",
     "log_level": "LOG_LEVEL",
 }
