@@ -178,6 +178,7 @@ class FastConnectStream:
         self.tokens = tokens or TokenSource(config, self.http)
         self.connected = False
         self.connects = 0
+        self.failures = 0
         self.frames = 0
         self._invocation = 0
 
@@ -191,9 +192,11 @@ class FastConnectStream:
             except asyncio.CancelledError:
                 raise
             except AuthError as exc:
+                self.failures += 1
                 self.tokens.invalidate()
                 log.warning("event=feed_auth_failed detail=%s", exc)
             except (FeedError, OSError, httpx.HTTPError, websockets.WebSocketException, asyncio.TimeoutError) as exc:
+                self.failures += 1
                 log.warning("event=feed_disconnected error=%s detail=%s", type(exc).__name__, str(exc)[:200])
             finally:
                 await self._set_connected(False)
