@@ -8,7 +8,6 @@ from typing import AsyncIterator
 
 from litestar import Litestar, Request, Response
 from litestar.datastructures import State
-from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -23,10 +22,6 @@ from app.config import Settings, load_settings
 from app.store import DEFAULT_URL, redis_from_url
 
 log = logging.getLogger("stock_tracker.api")
-
-
-def _redis(state: State) -> Redis:
-    return state.redis
 
 
 def _store_unavailable(request: Request, exc: Exception) -> Response:
@@ -62,7 +57,6 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
 
     return Litestar(
         route_handlers=[MarketController, vn30_components, healthz, readyz, metrics_route, ws_market, ws_foreign, ws_index],
-        dependencies={"redis": Provide(_redis, sync_to_thread=False)},
         lifespan=[lifespan],
         state=State({"settings": settings, "limiter": IpLimiter(settings.ws_max_per_ip)}),
         exception_handlers={RedisConnectionError: _store_unavailable, RedisTimeoutError: _store_unavailable},

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 import time
+from typing import Annotated
 
 from litestar import Controller, Request, Response, get
 from litestar.exceptions import NotFoundException, ValidationException
-from litestar.params import Parameter
+from litestar.params import PathParameter, QueryParameter
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -20,9 +21,7 @@ from app.projections.codec import as_str
 from app.schemas import DerivativesData, ForeignSummary, IndexData, MarketSnapshot, SessionStats
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-DateParam = Parameter(
-    query="date", required=False, description="Session (trading date) YYYY-MM-DD; default: the current session"
-)
+DateParam = QueryParameter(required=False, description="Session (trading date) YYYY-MM-DD; default: the current session")
 
 
 def _check_date(date: str | None) -> str | None:
@@ -42,25 +41,32 @@ class MarketController(Controller):
     tags = ["market"]
 
     @get("/snapshot", summary="Full market snapshot: quotes, indices, foreign, derivatives")
-    async def snapshot(self, redis: Redis, date: str | None = DateParam) -> MarketSnapshot:
+    async def snapshot(self, request: Request, date: str | None = DateParam) -> MarketSnapshot:
+        redis = request.app.state.redis
         return await read.market_snapshot(redis, _check_date(date))
 
     @get("/foreign", summary="Foreign investor flow: totals and top 5 net buyers / sellers")
-    async def foreign(self, redis: Redis, date: str | None = DateParam) -> ForeignSummary:
+    async def foreign(self, request: Request, date: str | None = DateParam) -> ForeignSummary:
+        redis = request.app.state.redis
         return await foreign_summary(redis, await _session(redis, date))
 
     @get("/indices", summary="Indices (VN30, VNINDEX, HNXIndex, ...) with breadth and intraday line")
-    async def indices(self, redis: Redis, date: str | None = DateParam) -> dict[str, IndexData]:
+    async def indices(self, request: Request, date: str | None = DateParam) -> dict[str, IndexData]:
+        redis = request.app.state.redis
         session = await _session(redis, date)
         return await read.read_indices(redis, session) if session else {}
 
     @get("/derivatives", summary="The active VN30 futures contract and its basis")
-    async def derivatives(self, redis: Redis, date: str | None = DateParam) -> DerivativesData | None:
+    async def derivatives(self, request: Request, date: str | None = DateParam) -> DerivativesData | None:
+        redis = request.app.state.redis
         session = await _session(redis, date)
         return await read.read_derivatives(redis, session) if session else None
 
     @get("/trade-analysis/{symbol:str}", summary="Active buy / active sell breakdown of one symbol")
-    async def trade_analysis(self, redis: Redis, symbol: str, date: str | None = DateParam) -> SessionStats:
+    async def trade_analysis(
+        self, request: Request, symbol: Annotated[str, PathParameter()], date: str | None = DateParam
+    ) -> SessionStats:
+        redis = request.app.state.redis
         session = await _session(redis, date)
         stats = await read.read_stats(redis, session, [symbol.upper()]) if session else {}
         if not stats:
@@ -69,7 +75,8 @@ class MarketController(Controller):
 
 
 @get("/api/vn30-components", tags=["market"], summary="VN30 constituents (kept by the feed side)")
-async def vn30_components(redis: Redis) -> dict[str, list[str]]:
+async def vn30_components(request: Request) -> dict[str, list[str]]:
+    redis = request.app.state.redis
     raw = await redis.hget(K.VN30_COMPONENTS, "symbols")
     symbols = [s for s in as_str(raw).split(",") if s] if raw else []
     return {"symbols": symbols}
@@ -81,7 +88,8 @@ async def healthz() -> dict[str, str]:
 
 
 @get("/readyz", tags=["ops"], summary="Redis reachable and projector lag under the bound")
-async def readyz(request: Request, redis: Redis) -> Response:
+async def readyz(request: Request) -> Response:
+    redis = request.app.state.redis
     settings = request.app.state.settings
     try:
         await redis.ping()
@@ -94,7 +102,8 @@ async def readyz(request: Request, redis: Redis) -> Response:
 
 
 @get("/metrics", tags=["ops"], summary="Prometheus metrics", media_type="text/plain; version=0.0.4")
-async def metrics_route(request: Request, redis: Redis) -> str:
+async def metrics_route(request: Request) -> str:
+    redis = request.app.state.redis
     started = time.perf_counter()
     text = await metrics.render(redis, request.app.state.hub)
     return text + f"stock_tracker_metrics_render_seconds {time.perf_counter() - started:.6f}\n"
