@@ -31,3 +31,5 @@ def setup(fmt: str = "kv", level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # httpx logs every request URL at INFO, SignalR connection tokens included.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
