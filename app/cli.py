@@ -241,6 +241,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         port=args.port,
         workers=args.workers,
         ws_max_size=max(settings.ws_max_message_bytes * 4, 65536),
+        # Compression would be per client: it undoes encoding each push once per node.
+        ws_per_message_deflate=False,
         log_config=None,
         access_log=False,
     )

@@ -11,7 +11,7 @@ import time
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from app.config import Settings
 
@@ -20,8 +20,13 @@ log = logging.getLogger("stock_tracker.store")
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 
 
-def redis_from_url(url: str) -> Redis:
-    return Redis.from_url(url, decode_responses=False, health_check_interval=30)
+def redis_from_url(url: str, max_connections: int = 64) -> Redis:
+    """A client whose pool waits for a free connection (up to 10 s) rather than
+    failing at once when every connection is busy, as a burst of requests makes them."""
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=10, health_check_interval=30, decode_responses=False
+    )
+    return Redis.from_pool(pool)
 
 
 @asynccontextmanager

@@ -131,6 +131,10 @@ class Hub:
         self.pubsub_up = False
         self._last_push = dict.fromkeys(CHANNELS, 0.0)
         self._scheduled: dict[str, asyncio.Task] = {}
+        # The last rendered state per channel, valid until a notice touches it.
+        self._cache: dict[str, str] = {}
+        self._dirty = dict.fromkeys(CHANNELS, True)
+        self._rendering: dict[str, asyncio.Future] = {}
         self._tasks: set[asyncio.Task] = set()
         self._reader: asyncio.Task | None = None
 
@@ -159,9 +163,11 @@ class Hub:
         self.clients[channel].add(client)
         try:
             try:
-                client.offer(await self.render(channel))
-            except (RedisConnectionError, RedisTimeoutError, OSError):
-                pass  # Redis is away; the resync after it returns sends the state
+                client.offer(await self.current(channel))
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                # Redis is away: the retried push delivers the state when it is back.
+                log.warning("event=initial_state_failed channel=%s error=%s", channel, type(exc).__name__)
+                self.notify(channel)
             if self.feed_connected is not None:
                 client.offer_control(status_text(self.feed_connected))
             await client.run(self.send_timeout)
@@ -170,10 +176,36 @@ class Hub:
         finally:
             self.clients[channel].discard(client)
 
+    async def current(self, channel: str) -> str:
+        """The channel's state as JSON text: cached until a notice changes it, and
+        rendered once however many clients or requests ask at the same moment."""
+        while True:
+            if not self._dirty[channel] and channel in self._cache:
+                return self._cache[channel]
+            pending = self._rendering.get(channel)
+            if pending is None:
+                pending = self._rendering[channel] = asyncio.ensure_future(self._render(channel))
+                return await asyncio.shield(pending)
+            # A render that started before the latest notice may be stale: wait, re-check.
+            await asyncio.shield(pending)
+
+    async def _render(self, channel: str) -> str:
+        try:
+            self._dirty[channel] = False  # a notice during the render sets it again
+            payload = await self.render(channel)
+            self._cache[channel] = payload
+            return payload
+        except BaseException:
+            self._dirty[channel] = True
+            raise
+        finally:
+            self._rendering.pop(channel, None)
+
     # -- pushes ----------------------------------------------------------------------
 
     def notify(self, channel: str) -> None:
         """Trailing-edge throttle: push now if quiet, else once at the interval's end."""
+        self._dirty[channel] = True
         if channel in self._scheduled:
             return
         delay = max(0.0, self._last_push[channel] + self.throttle - time.monotonic())
@@ -190,13 +222,23 @@ class Hub:
         if not self.clients[channel]:
             return
         try:
-            payload = await self.render(channel)
+            payload = await self.current(channel)
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             log.warning("event=push_failed channel=%s error=%s", channel, type(exc).__name__)
+            self._retry_later(channel)
             return
         self.metrics.pushes[channel] += 1
         for client in list(self.clients[channel]):
             client.offer(payload)
+
+    def _retry_later(self, channel: str, delay: float = 0.5) -> None:
+        async def retry() -> None:
+            await asyncio.sleep(delay)
+            self.notify(channel)
+
+        task = asyncio.create_task(retry())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def broadcast(self, payload: str | bytes) -> None:
         """The same message to every client of every channel (status, heartbeat)."""

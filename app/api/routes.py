@@ -43,6 +43,9 @@ class MarketController(Controller):
     @get("/snapshot", summary="Full market snapshot: quotes, indices, foreign, derivatives")
     async def snapshot(self, request: Request, date: str | None = DateParam) -> MarketSnapshot:
         redis = request.app.state.redis
+        if date is None:
+            # The very text the /ws/market push carries: rendered once per change.
+            return Response((await request.app.state.hub.current("market")).encode(), media_type="application/json")
         return await read.market_snapshot(redis, _check_date(date))
 
     @get("/foreign", summary="Foreign investor flow: totals and top 5 net buyers / sellers")
