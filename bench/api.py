@@ -1,0 +1,815 @@
+#!/usr/bin/env python3
+"""API benchmarks: end-to-end WebSocket latency, fan-out, and REST throughput.
+
+Each figure is printed beside a baseline measured in the same run:
+- latency: a frame appended to the session stream -> the first /ws/market push that shows
+  it, with 2,000 simulated frames/s going through a `stock-tracker project` subprocess and
+  one `stock-tracker serve` node; baseline: Redis PUBLISH -> a redis-py subscriber, timed
+  at the same moments, in the same client process;
+- fan-out: per-client lag of each push (probe appended -> received) with N clients on
+  /ws/market of one node (--workers 1), a change every throttle + 10 ms (~9 pushes/s);
+  baseline: the same lag with one client;
+- REST: GET /api/market/snapshot requests/s and p99 at 64 concurrent keep-alive
+  connections after a ~50k-frame session was projected; baseline: GET /healthz, same load.
+
+Clients run in processes of their own (plain asyncio protocols that look only for the
+probe), so the server's figures do not pay for a heavy client. Runs against a private
+redis-server it starts (no persistence), never a shared one; loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import math
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from datetime import date
+from itertools import islice
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+HOST = "127.0.0.1"
+SESSION_DATE = date(2026, 11, 25)
+# An index id of its own: the simulator's VN30 frames would overwrite a probe value on VN30.
+PROBE_ID = "BENCHPROBE"
+PROBE_MARK = b'"index_id":"' + PROBE_ID.encode() + b'","value":'
+PING_CHANNEL = "bench:ping"
+LAG_TARGET_MS = 200.0
+E2E_MARGIN_MS = 25.0
+PER_PROCESS = 500  # WebSockets per client process
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100); nan when empty."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
+
+
+def raise_nofile() -> int:
+    """Soft descriptor limit up to the hard one (children inherit it); returns it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+# ---------------------------------------------------------------------------------
+# Client processes
+# ---------------------------------------------------------------------------------
+
+
+class WsProbe(asyncio.Protocol):
+    """A minimal RFC 6455 client of /ws/market that records when the probe value grows.
+
+    Without ``deflate`` it offers no permessage-deflate, so the node sends its shared
+    text as is; with it, it asks for one independently compressed message per push.
+    """
+
+    def __init__(self, port: int, deflate: bool = False, path: str = "/ws/market") -> None:
+        offer = (
+            "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; "
+            "client_no_context_takeover\r\n" if deflate else ""
+        )
+        self.request = (
+            f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
+            f"Sec-WebSocket-Version: 13\r\n{offer}\r\n"
+        ).encode()
+        self.buf = bytearray()
+        self.upgraded = False
+        self.compressed = False
+        self.seen = -1
+        self.records: list[float] = []  # flat: receive time, probe value, ...
+        self.first: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.close_code: int | None = None
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        transport.write(self.request)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.close_code is None:
+            self.close_code = 1006
+        if not self.first.done():
+            self.first.set_result(None)  # the opener sees seen < 0
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time()
+        buf = self.buf
+        buf += data
+        if not self.upgraded:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            if not buf.startswith(b"HTTP/1.1 101"):
+                self.close_code = -1
+                self.transport.close()
+                return
+            self.compressed = b"permessage-deflate" in buf[:end].lower()
+            del buf[: end + 4]
+            self.upgraded = True
+        pos, size = 0, len(buf)
+        while size - pos >= 2:
+            b0, b1 = buf[pos], buf[pos + 1]
+            length, head = b1 & 0x7F, 2
+            if length == 126:
+                if size - pos < 4:
+                    break
+                length, head = int.from_bytes(buf[pos + 2 : pos + 4], "big"), 4
+            elif length == 127:
+                if size - pos < 10:
+                    break
+                length, head = int.from_bytes(buf[pos + 2 : pos + 10], "big"), 10
+            if size - pos < head + length:
+                break
+            start, stop = pos + head, pos + head + length
+            pos = stop
+            opcode = b0 & 0x0F
+            if opcode in (0, 1, 2):
+                if b0 & 0x40:  # RSV1: a compressed message
+                    plain = zlib.decompressobj(-15).decompress(bytes(buf[start:stop]) + b"\x00\x00\xff\xff")
+                    self._message(bytearray(plain), 0, len(plain), now)
+                else:
+                    self._message(buf, start, stop, now)
+            elif opcode == 9:  # uvicorn's keepalive: an unanswered ping closes the socket
+                self._send(0xA, bytes(buf[start:stop]))
+            elif opcode == 8:
+                self.close_code = int.from_bytes(buf[start : start + 2], "big") if length >= 2 else 1005
+        del buf[:pos]
+
+    def _message(self, buf: bytearray, start: int, stop: int, now: float) -> None:
+        at = buf.find(PROBE_MARK, start, stop)
+        if at >= 0:
+            at += len(PROBE_MARK)
+            end = at
+            while end < stop and buf[end] not in b",}":
+                end += 1
+            value = int(float(buf[at:end]))
+            if value > self.seen:
+                self.seen = value
+                self.records += (now, value)
+        elif self.seen < 0 and buf.startswith(b'{"quotes"', start):
+            self.seen = 0  # a snapshot from before the first probe
+        if not self.first.done() and self.seen >= 0:
+            self.first.set_result(None)
+
+    def _send(self, opcode: int, payload: bytes) -> None:
+        # Client frames must be masked; an all-zero key leaves the payload unchanged.
+        if self.transport and not self.transport.is_closing():
+            self.transport.write(bytes((0x80 | opcode, 0x80 | len(payload))) + b"\0\0\0\0" + payload)
+
+    def close(self) -> None:
+        self._send(0x8, (1000).to_bytes(2, "big"))
+        if self.transport:
+            self.transport.close()
+
+    def take(self) -> list[float]:
+        out, self.records = self.records, []
+        return out
+
+
+async def ws_client_main(port: int, n: int, redis_url: str, deflate: bool) -> None:
+    """Hold n WebSockets (and optionally a pub/sub subscriber); obey stdin commands.
+
+    ``dump``: one JSON line with what was received since the last dump; ``stop``: exit.
+    """
+    raise_nofile()
+    loop = asyncio.get_running_loop()
+    conns: list[WsProbe] = []
+    failures: dict[str, int] = {}
+    # Few handshakes at a time: each costs the node a full snapshot read, and the node's
+    # Redis pool (100 connections) fails renders beyond that instead of queueing them.
+    gate = asyncio.Semaphore(16)
+
+    async def open_one() -> None:
+        async with gate:
+            conn = WsProbe(port, deflate)
+            try:
+                await loop.create_connection(lambda: conn, HOST, port)
+                await asyncio.wait_for(conn.first, 30)
+                why = None if conn.seen >= 0 else f"closed before the first message ({conn.close_code})"
+            except (OSError, asyncio.TimeoutError) as exc:
+                why = f"{type(exc).__name__} (upgraded={conn.upgraded})"
+            if why is None:
+                conns.append(conn)
+            else:
+                failures[why] = failures.get(why, 0) + 1
+                if conn.transport:
+                    conn.transport.abort()
+
+    await asyncio.gather(*(open_one() for _ in range(n)))
+    pings: list[float] = []
+    pubsub = client = listener = None
+    if redis_url:
+        from redis.asyncio import Redis
+
+        client = Redis.from_url(redis_url)
+        pubsub = client.pubsub()
+        await pubsub.subscribe(PING_CHANNEL)
+
+        async def listen() -> None:
+            async for message in pubsub.listen():
+                if message["type"] == "message":
+                    pings.append(time.time() - float(message["data"]))
+
+        listener = asyncio.create_task(listen())
+    print(json.dumps({
+        "ready": len(conns), "failures": failures, "compressed": sum(c.compressed for c in conns),
+    }), flush=True)
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while True:
+        line = (await reader.readline()).strip()
+        if line == b"dump":
+            closed: dict[int, int] = {}
+            for c in conns:
+                if c.close_code is not None:
+                    closed[c.close_code] = closed.get(c.close_code, 0) + 1
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            print(json.dumps({
+                "records": [c.take() for c in conns],
+                "closed": closed,
+                "pings": pings[:],
+                "cpu_s": usage.ru_utime + usage.ru_stime,
+            }), flush=True)
+            pings.clear()
+        else:  # "stop", or the bench went away
+            break
+    if listener:
+        listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)
+        await pubsub.aclose()
+        await client.aclose()
+    for c in conns:
+        c.close()
+    await asyncio.sleep(0.2)
+
+
+class HttpLoad(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection sending the next GET as soon as a response ends."""
+
+    def __init__(self, request: bytes, run: dict) -> None:
+        self.request = request
+        self.run = run
+        self.buf = bytearray()
+        self.need: int | None = None
+        self.status = 0
+        self.sent = 0.0
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self._send()
+
+    def _send(self) -> None:
+        self.sent = time.perf_counter()
+        self.transport.write(self.request)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.run["running"]:
+            self.run["lost"] += 1
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        while True:
+            if self.need is None:
+                end = buf.find(b"\r\n\r\n")
+                if end < 0:
+                    return
+                head = bytes(buf[:end]).lower()
+                self.status = int(head[9:12])
+                at = head.find(b"content-length:")
+                if at < 0:
+                    raise RuntimeError("response without content-length: " + head[:200].decode(errors="replace"))
+                stop = head.find(b"\r\n", at)
+                self.need = end + 4 + int(head[at + 15 : stop if stop >= 0 else len(head)])
+            if len(buf) < self.need:
+                return
+            del buf[: self.need]
+            self.need = None
+            run = self.run
+            if run["recording"]:
+                run["latencies"].append(time.perf_counter() - self.sent)
+                if self.status != 200:
+                    run["errors"] += 1
+            if run["running"]:
+                self._send()
+
+
+async def http_client_main(port: int, path: str, conns: int, seconds: float, warmup: float) -> None:
+    """Closed-loop GET load; prints one JSON line of figures."""
+    loop = asyncio.get_running_loop()
+    request = f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nAccept: application/json\r\n\r\n".encode()
+    run = {"recording": False, "running": True, "latencies": [], "errors": 0, "lost": 0}
+    transports = []
+    for _ in range(conns):
+        transport, _ = await loop.create_connection(lambda: HttpLoad(request, run), HOST, port)
+        transports.append(transport)
+    await asyncio.sleep(warmup)
+    usage0 = resource.getrusage(resource.RUSAGE_SELF)
+    run["recording"] = True
+    started = time.perf_counter()
+    await asyncio.sleep(seconds)
+    run["recording"] = False
+    elapsed = time.perf_counter() - started
+    usage1 = resource.getrusage(resource.RUSAGE_SELF)
+    run["running"] = False
+    await asyncio.sleep(0.2)
+    for transport in transports:
+        transport.close()
+    lat = run["latencies"]
+    cpu = (usage1.ru_utime + usage1.ru_stime) - (usage0.ru_utime + usage0.ru_stime)
+    print(json.dumps({
+        "requests": len(lat), "rps": len(lat) / elapsed, "errors": run["errors"], "lost": run["lost"],
+        "p50_ms": percentile(lat, 50) * 1000, "p99_ms": percentile(lat, 99) * 1000,
+        "client_cpu": cpu / elapsed,
+    }), flush=True)
+
+
+# ---------------------------------------------------------------------------------
+# The bench process
+# ---------------------------------------------------------------------------------
+
+
+class Children:
+    """Every process the bench starts, stopped in reverse order whatever happens."""
+
+    def __init__(self, logdir: str) -> None:
+        self.logdir = logdir
+        self.servers: list[tuple[str, subprocess.Popen]] = []
+        self.clients: list[asyncio.subprocess.Process] = []
+
+    def server(self, name: str, args: list[str], env: dict) -> subprocess.Popen:
+        log = open(os.path.join(self.logdir, f"{name}.log"), "wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app", *args], env=env, cwd=ROOT,
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,  # a Ctrl-C reaches the bench, which stops them in order
+        )
+        log.close()
+        self.servers.append((name, proc))
+        return proc
+
+    async def client(self, *args: str) -> asyncio.subprocess.Process:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, __file__, *args, cwd=ROOT,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            limit=1 << 28, start_new_session=True,
+        )
+        self.clients.append(proc)
+        return proc
+
+    def check(self) -> None:
+        for name, proc in self.servers:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.tail(name)}")
+
+    def tail(self, name: str) -> str:
+        try:
+            return Path(self.logdir, f"{name}.log").read_text(errors="replace")[-3000:]
+        except OSError:
+            return ""
+
+    async def stop(self) -> None:
+        for proc in self.clients:
+            if proc.returncode is None:
+                proc.kill()
+        for proc in self.clients:
+            await proc.wait()
+        for _, proc in reversed(self.servers):
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + 10
+        for _, proc in reversed(self.servers):
+            while proc.poll() is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+class WsClients:
+    """One client process holding n WebSockets on /ws/market."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, hello: dict) -> None:
+        self.proc = proc
+        self.ready = hello["ready"]
+        self.failures = hello["failures"]
+        self.compressed = hello["compressed"]
+        self.cpu_s = 0.0
+
+    @classmethod
+    async def start(cls, children: Children, port: int, n: int, redis_url: str = "", deflate: bool = False) -> "WsClients":
+        proc = await children.client("_ws", str(port), str(n), redis_url, "deflate" if deflate else "")
+        line = await asyncio.wait_for(proc.stdout.readline(), 120)
+        if not line:
+            raise RuntimeError("a WebSocket client process died while connecting")
+        return cls(proc, json.loads(line))
+
+    async def dump(self) -> dict:
+        self.proc.stdin.write(b"dump\n")
+        await self.proc.stdin.drain()
+        return json.loads(await asyncio.wait_for(self.proc.stdout.readline(), 60))
+
+    async def stop(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.stdin.write(b"stop\n")
+            await self.proc.stdin.drain()
+            try:
+                await asyncio.wait_for(self.proc.wait(), 10)
+            except asyncio.TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+
+
+def probe_frame(seq: int, hms: str) -> bytes:
+    """An MI frame of the probe index whose IndexValue is ``seq``."""
+    content = json.dumps({
+        "IndexId": PROBE_ID, "IndexValue": float(seq), "PriorIndexValue": 1.0,
+        "TradingDate": SESSION_DATE.strftime("%d/%m/%Y"), "Time": hms, "TotalQtty": 0.0,
+        "TotalValue": 0.0, "Advances": 0, "NoChanges": 0, "Declines": 0, "Change": 0.0,
+        "RatioChange": 0.0, "TradingSession": "LO", "Exchange": "HOSE", "RType": "MI",
+    }, separators=(",", ":"))
+    return json.dumps({"DataType": "MI", "Content": content}, separators=(",", ":")).encode()
+
+
+class Feed:
+    """Simulated frames, probes and the wall-clock time each probe was handed to ingest."""
+
+    def __init__(self, redis, seed: int) -> None:
+        from app.ingest.simulator import MarketSimulator
+        from app.ingest.writer import StreamWriter
+
+        self.writer = StreamWriter(redis)
+        sim = MarketSimulator(seed=seed, start=SESSION_DATE)
+        self.events = (ev for ev in sim.events() if ev.frame is not None)
+        self.seq = 0
+        self.hms = "09:00:00"
+        self.frames = 0
+        self.sent: dict[int, float] = {}
+
+    async def append(self, n_sim: int, probe: bool = True) -> None:
+        now = time.time()
+        ms = int(now * 1000)
+        batch = [(ev.frame, ms) for ev in islice(self.events, n_sim)]
+        if batch:
+            self.hms = _hms_of(batch[-1][0]) or self.hms
+        if probe:
+            self.seq += 1
+            batch.append((probe_frame(self.seq, self.hms), ms))
+            self.sent[self.seq] = now
+        self.frames += len(batch)
+        await self.writer.append(batch)
+
+
+def _hms_of(frame: str) -> str | None:
+    at = frame.find('Time\\":\\"')
+    return frame[at + 9 : at + 17] if at >= 0 else None
+
+
+async def wait_caught_up(redis, timeout: float = 60.0) -> None:
+    from app import keys as K
+
+    keys = K.SessionKeys(SESSION_DATE.isoformat())
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        last = await redis.xrevrange(keys.frames, count=1)
+        checkpoint = await redis.hget(keys.meta, "checkpoint")
+        if last and checkpoint == last[0][0]:
+            return
+        await asyncio.sleep(0.05)
+    raise RuntimeError("the projector did not catch up within %.0f s" % timeout)
+
+
+async def wait_http(port: int, children: Children, timeout: float = 30.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient() as http:
+        while time.monotonic() < deadline:
+            children.check()
+            try:
+                if (await http.get(f"http://{HOST}:{port}/healthz", timeout=0.5)).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError("the API node did not come up")
+
+
+def lags_ms(records: list[float], sent: dict[int, float], seqs: range) -> tuple[list[float], int]:
+    """Per probe: first receipt showing it (or a later one) minus its append time."""
+    out: list[float] = []
+    j, n = 0, len(records)
+    for k in seqs:
+        while j < n and records[j + 1] < k:
+            j += 2
+        if j >= n:
+            return out, len(seqs) - len(out)
+        out.append((records[j] - sent[k]) * 1000)
+    return out, 0
+
+
+async def pace(feed: Feed, seconds: float, every: float, n_sim: int) -> range:
+    """Append a batch (n_sim frames and a probe) every ``every`` s for ``seconds``."""
+    loop = asyncio.get_running_loop()
+    first = feed.seq + 1
+    start = loop.time()
+    i = 0
+    while loop.time() - start < seconds:
+        await feed.append(n_sim)
+        i += 1
+        await asyncio.sleep(max(0.0, start + i * every - loop.time()))
+    await feed.writer.flush()
+    return range(first, feed.seq + 1)
+
+
+async def measure_e2e(children: Children, feed: Feed, url: str, port: int, seconds: float,
+                      rate: int, throttle_ms: int) -> dict:
+    from app.store import redis_from_url
+
+    tick = 0.01
+    per_batch = max(1, round(rate * tick))
+    client = await WsClients.start(children, port, 1, url)
+    if client.ready != 1:
+        raise RuntimeError(f"the latency client could not connect: {client.failures}")
+    pinger = redis_from_url(url)
+    stop = asyncio.Event()
+
+    async def ping() -> None:
+        while not stop.is_set():
+            await pinger.publish(PING_CHANNEL, repr(time.time()))
+            await asyncio.sleep(tick)
+
+    await pace(feed, 1.0, tick, per_batch - 1)  # warm-up, not measured
+    await client.dump()
+    frames0, started = feed.frames, time.perf_counter()
+    pinging = asyncio.create_task(ping())
+    seqs = await pace(feed, seconds, tick, per_batch - 1)
+    elapsed = time.perf_counter() - started
+    rate_seen = (feed.frames - frames0) / elapsed
+    stop.set()
+    await pinging
+    await pinger.aclose()
+    await asyncio.sleep(max(0.5, 3 * throttle_ms / 1000))
+    got = await client.dump()
+    await client.stop()
+    lags, missing = lags_ms(got["records"][0], feed.sent, seqs)
+    pings = [p * 1000 for p in got["pings"]]
+    return {
+        "rate": rate_seen, "probes": len(seqs), "missing": missing,
+        "p50_ms": percentile(lags, 50), "p99_ms": percentile(lags, 99), "max_ms": max(lags, default=math.nan),
+        "pubsub_p50_ms": percentile(pings, 50), "pubsub_p99_ms": percentile(pings, 99),
+        "pubsub_samples": len(pings),
+    }
+
+
+async def fanout_level(clients: list[WsClients], feed: Feed, seconds: float, every: float, settle: float) -> dict:
+    for c in clients:
+        c.cpu_s = (await c.dump())["cpu_s"]  # drop what the connect phase received
+    window = time.perf_counter()
+    await asyncio.sleep(0.5)
+    seqs = await pace(feed, seconds, every, 0)
+    await asyncio.sleep(settle)
+    lags: list[float] = []
+    missing = 0
+    closed: dict[str, int] = {}
+    cpu = 0.0
+    for c in clients:
+        got = await c.dump()
+        for records in got["records"]:
+            these, lost = lags_ms(records, feed.sent, seqs)
+            lags += these
+            missing += lost
+        for code, count in got["closed"].items():
+            closed[code] = closed.get(code, 0) + count
+        cpu += got["cpu_s"] - c.cpu_s
+        c.cpu_s = got["cpu_s"]
+    return {
+        "clients": sum(c.ready for c in clients), "pushes": len(seqs), "samples": len(lags),
+        "missing": missing, "closed": closed,
+        "client_cpu": cpu / (time.perf_counter() - window),  # cores the client processes used
+        "p50_ms": percentile(lags, 50), "p99_ms": percentile(lags, 99), "max_ms": max(lags, default=math.nan),
+    }
+
+
+async def measure_fanout(children: Children, feed: Feed, port: int, levels: list[int],
+                         seconds: float, throttle_ms: int, deflate: bool) -> dict:
+    settle = max(1.0, 3 * throttle_ms / 1000)
+    # Just over the throttle, so each change is pushed on its own: at exactly the
+    # throttle, a change that lands a little sooner after the previous push than that
+    # push did after its change waits out the interval, and the lag ratchets up to the
+    # slowest push so far.
+    every = max(100, throttle_ms + 10) / 1000
+    one = await WsClients.start(children, port, 1, deflate=deflate)
+    baseline = await fanout_level([one], feed, 2 * seconds, every, settle)
+    await one.stop()
+    clients: list[WsClients] = []
+    out = []
+    held = 0
+    for n in levels:
+        started = time.perf_counter()
+        chunks = []
+        while held + sum(chunks) < n:
+            chunks.append(min(PER_PROCESS, n - held - sum(chunks)))
+        clients += await asyncio.gather(*(WsClients.start(children, port, k, deflate=deflate) for k in chunks))
+        held = n
+        connected = sum(c.ready for c in clients)
+        connect_s = time.perf_counter() - started
+        result = await fanout_level(clients, feed, seconds, every, settle)
+        result.update(target=n, connected=connected, connect_s=connect_s,
+                      compressed=sum(c.compressed for c in clients),
+                      failures=[c.failures for c in clients if c.failures])
+        out.append(result)
+        print(f"  fan-out {n:>5} clients: p99 {result['p99_ms']:.1f} ms, missing {result['missing']}, "
+              f"closed {result['closed']}", file=sys.stderr)
+        # Past twice the target the node is overloaded; more clients only add minutes.
+        if connected < n or result["p99_ms"] > 2 * LAG_TARGET_MS or result["missing"] or result["closed"]:
+            break
+    for c in clients:
+        await c.stop()
+    ok = [r["target"] for r in out if r["p99_ms"] <= LAG_TARGET_MS and not r["missing"] and r["connected"] == r["target"]]
+    return {"baseline": baseline, "levels": out, "capacity": max(ok, default=0), "push_ms": every * 1000, "deflate": deflate}
+
+
+async def measure_rest(children: Children, port: int, path: str, conns: int, seconds: float, warmup: float) -> dict:
+    proc = await children.client("_http", str(port), path, str(conns), str(seconds), str(warmup))
+    out, _ = await asyncio.wait_for(proc.communicate(), seconds + warmup + 60)
+    if proc.returncode != 0 or not out:
+        raise RuntimeError(f"the HTTP load process failed ({proc.returncode})")
+    return json.loads(out)
+
+
+async def bench(args: argparse.Namespace, binary: str) -> dict:
+    from app.store import free_port, private_redis_server, redis_from_url
+
+    quick = args.quick
+    e2e_s = 4.0 if quick else 12.0
+    fan_s = 3.0 if quick else 5.0
+    rest_s, rest_warm = (3.0, 0.5) if quick else (6.0, 1.0)
+    levels = [250, 1000] if quick else [250, 500, *range(1000, 100_000, 500)]
+    levels = [n for n in levels if n <= args.max_clients] or [args.max_clients]
+    limit = raise_nofile()
+    if limit < max(levels) + 200:
+        print(f"warning: the descriptor limit ({limit}) is low for {max(levels)} clients", file=sys.stderr)
+    results: dict = {"throttle_ms": args.throttle_ms, "quick": quick}
+    logdir = tempfile.mkdtemp(prefix="stock-tracker-bench-api-")
+    children = Children(logdir)
+    started = time.perf_counter()
+    with private_redis_server(binary) as url:
+        redis = redis_from_url(url)
+        try:
+            port = free_port()
+            env = {
+                **os.environ, "REDIS_URL": url, "LOG_LEVEL": "WARNING",
+                "WS_THROTTLE_MS": str(args.throttle_ms), "WS_MAX_PER_IP": str(10 * max(levels) + 100),
+            }
+            children.server("projector", ["project"], env)
+            children.server("api", ["serve", "--host", HOST, "--port", str(port), "--workers", "1"], env)
+            await wait_http(port, children)
+
+            feed = Feed(redis, args.seed)
+            e2e_frames = int((e2e_s + 1.0) * args.rate)  # with its 1 s warm-up
+            preload = max(0, args.rest_frames - e2e_frames)
+            while feed.frames < preload:
+                await feed.append(min(1000, preload - feed.frames), probe=False)
+            await feed.writer.flush()
+            await wait_caught_up(redis)
+
+            print("latency ...", file=sys.stderr)
+            results["e2e"] = await measure_e2e(children, feed, url, port, e2e_s, args.rate, args.throttle_ms)
+            await wait_caught_up(redis)
+            children.check()
+
+            print("REST ...", file=sys.stderr)
+            results["frames"] = feed.frames
+            import httpx
+
+            async with httpx.AsyncClient() as http:
+                results["snapshot_bytes"] = len((await http.get(f"http://{HOST}:{port}/api/market/snapshot")).content)
+            results["rest"] = {
+                "healthz": await measure_rest(children, port, "/healthz", args.concurrency, rest_s, rest_warm),
+                "snapshot": await measure_rest(children, port, "/api/market/snapshot", args.concurrency, rest_s, rest_warm),
+                "concurrency": args.concurrency,
+            }
+            children.check()
+
+            print("fan-out ...", file=sys.stderr)
+            results["fanout"] = await measure_fanout(children, feed, port, levels, fan_s, args.throttle_ms, args.deflate)
+            children.check()
+        except Exception:
+            await children.stop()
+            for name, _ in children.servers:
+                print(f"--- {name} log (tail) ---\n{children.tail(name)}", file=sys.stderr)
+            raise
+        finally:
+            await children.stop()
+            await redis.aclose()
+            shutil.rmtree(logdir, ignore_errors=True)
+    results["seconds"] = time.perf_counter() - started
+    return results
+
+
+def _ms(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:,.1f} ms"
+
+
+def table(r: dict) -> str:
+    throttle = r["throttle_ms"]
+    e = r["e2e"]
+    f = r["fanout"]
+    base = f["baseline"]
+    h, s = r["rest"]["healthz"], r["rest"]["snapshot"]
+    conc = r["rest"]["concurrency"]
+    pubsub = "(PUBLISH -> redis-py subscriber)"
+    rows = [
+        (f"latency p50, append -> /ws/market ({e['rate']:,.0f} frames/s)", _ms(e["p50_ms"]),
+         f"{_ms(e['pubsub_p50_ms'])} {pubsub}", "", ""),
+        (f"latency p99, append -> /ws/market ({e['rate']:,.0f} frames/s)", _ms(e["p99_ms"]),
+         f"{_ms(e['pubsub_p99_ms'])} {pubsub}", "",
+         f"<= {throttle + E2E_MARGIN_MS:.0f} ms (throttle {throttle} + {E2E_MARGIN_MS:.0f})"),
+    ]
+    for level in f["levels"]:
+        note = ""
+        if level["connected"] < level["target"]:
+            note = f" ({level['connected']:,} connected)"
+        elif level["missing"] or level["closed"]:
+            note = f" ({level['missing']:,} pushes missed, closed {level['closed']})"
+        rows.append((
+            f"fan-out p99 lag, {level['target']:,} clients, 1 worker", _ms(level["p99_ms"]) + note,
+            f"{_ms(base['p99_ms'])} (1 client)", f"{level['p99_ms'] / base['p99_ms']:.1f}x",
+            f"<= {LAG_TARGET_MS:.0f} ms",
+        ))
+    rows.append((f"fan-out: most clients with p99 <= {LAG_TARGET_MS:.0f} ms", f"{f['capacity']:,}",
+                 f"largest tried: {max(l['target'] for l in f['levels']):,}", "", ">= 1,000"))
+    rows.append((f"REST /api/market/snapshot, {conc} concurrent", f"{s['rps']:,.0f} req/s",
+                 f"{h['rps']:,.0f} req/s (/healthz)", f"{s['rps'] / h['rps']:.2f}x", ""))
+    rows.append((f"REST /api/market/snapshot p99, {conc} concurrent", _ms(s["p99_ms"]),
+                 f"{_ms(h['p99_ms'])} (/healthz)", f"{s['p99_ms'] / h['p99_ms']:.1f}x", ""))
+    out = ["| benchmark | stock-tracker | baseline (same run) | ratio | target |", "| --- | --- | --- | --- | --- |"]
+    out += ["| " + " | ".join(row) + " |" for row in rows]
+    out.append("")
+    out.append(
+        f"Session: {r['frames']:,} frames projected, snapshot {r['snapshot_bytes']:,} bytes; "
+        f"fan-out: a change every {f['push_ms']:.0f} ms, {f['levels'][0]['pushes']} per level"
+        f"{', clients negotiate permessage-deflate' if f['deflate'] else ''}; "
+        f"REST errors {s['errors'] + h['errors']}; run took {r['seconds']:.0f} s."
+    )
+    return "\n".join(out)
+
+
+def _interrupt(*_) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "_ws":
+        asyncio.run(ws_client_main(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5] == "deflate"))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "_http":
+        port, path, conns, seconds, warmup = sys.argv[2:7]
+        asyncio.run(http_client_main(int(port), path, int(conns), float(seconds), float(warmup)))
+        return
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="short run (~40 s): fewer, shorter measurements")
+    parser.add_argument("--rate", type=int, default=2000, help="frames/s appended during the latency run")
+    parser.add_argument("--throttle-ms", type=int, default=100, help="WS_THROTTLE_MS of the API node")
+    parser.add_argument("--max-clients", type=int, default=2000, help="largest fan-out level")
+    parser.add_argument("--concurrency", type=int, default=64, help="REST connections")
+    parser.add_argument("--rest-frames", type=int, default=50_000, help="session size before the REST run")
+    parser.add_argument("--deflate", action="store_true",
+                        help="fan-out clients negotiate permessage-deflate, as browsers do")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", action="store_true", help="print the raw figures as JSON too")
+    args = parser.parse_args()
+    from tests.conftest import redis_server_binary
+
+    # A SIGTERM unwinds like Ctrl-C, so the servers and clients are stopped either way.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        results = asyncio.run(bench(args, redis_server_binary()))
+    except KeyboardInterrupt:
+        sys.exit(130)
+    print(table(results))
+    if args.json:
+        print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
