@@ -339,3 +339,11 @@ async def test_redis_restart_resyncs_clients_without_a_node_restart(redis_binary
         await client.aclose()
     finally:
         store.cleanup()
+
+
+async def test_heartbeat_ping_bytes(redis_server):
+    with ApiServer(redis_server.url, WS_HEARTBEAT_S="0.2") as server:
+        async with websockets.connect(server.ws + "/ws/index") as ws:
+            async with asyncio.timeout(5):
+                while (message := await ws.recv()) != b"ping":
+                    assert isinstance(message, str)  # state or status, never other bytes
