@@ -253,3 +253,17 @@ async def test_record_then_ingest_the_recording(redis, tmp_path):
     assert {json.loads(line)["DataType"] for line in lines} <= {"X-TRADE", "MI"}
     assert await ingest_file(redis, Settings(), str(out), progress=False) == len(lines)
     assert await redis.xlen(K.SessionKeys(DAY.isoformat()).frames) == len(lines)
+
+
+async def test_tokens_are_refreshed_before_they_expire():
+    from app.ingest.signalr import TokenSource
+
+    async with RunningFake(token_ttl_s=3600) as fake, httpx.AsyncClient() as http:
+        tokens = TokenSource(config(fake), http)
+        first = await tokens.get()
+        assert await tokens.get() == first  # an hour left: reused
+        issued = (await fake.stats())["tokens_issued"]
+        clock = tokens.clock
+        tokens.clock = lambda: clock() + 3600 - 300  # five minutes before expiry
+        assert await tokens.get() != first
+        assert (await fake.stats())["tokens_issued"] == issued + 1
