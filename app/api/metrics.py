@@ -7,6 +7,7 @@ from redis.asyncio import Redis
 from app import keys as K
 from app.projections.codec import as_str
 from app.projections.read import current_session
+from app.projections.worker import stream_position
 
 
 def _ms(entry_id: bytes | str) -> int:
@@ -18,18 +19,14 @@ async def projector_lag_ms(redis: Redis, session: str | None = None) -> int | No
     session = session or await current_session(redis)
     if session is None:
         return None
-    keys = K.SessionKeys(session)
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.xrevrange(keys.frames, count=1)
-        pipe.hget(keys.meta, "checkpoint")
-        last, checkpoint = await pipe.execute()
-    if not last:
+    last, checkpoint = await stream_position(redis, session)
+    if last is None:
         return 0
-    if not checkpoint:
+    if checkpoint is None:
         # Nothing folded yet: lag since the oldest frame.
-        first = await redis.xrange(keys.frames, count=1)
-        return max(0, _ms(last[0][0]) - _ms(first[0][0])) + 1 if first else 0
-    return max(0, _ms(last[0][0]) - _ms(checkpoint))
+        first = await redis.xrange(K.SessionKeys(session).frames, count=1)
+        return max(0, _ms(last) - _ms(first[0][0])) + 1 if first else 0
+    return max(0, _ms(last) - _ms(checkpoint))
 
 
 async def render(redis: Redis, hub) -> str:

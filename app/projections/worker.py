@@ -447,15 +447,21 @@ async def run(redis: Redis, settings: Settings, stop: asyncio.Event | None = Non
     await asyncio.gather(*tasks.values(), return_exceptions=True)
 
 
-async def _has_work(redis: Redis, date: str) -> bool:
+async def stream_position(redis: Redis, date: str) -> tuple[bytes | None, bytes | None]:
+    """(id of the newest entry in the session stream, the applied checkpoint)."""
     keys = K.SessionKeys(date)
     async with redis.pipeline(transaction=False) as pipe:
         pipe.xrevrange(keys.frames, count=1)
         pipe.hget(keys.meta, "checkpoint")
         last, checkpoint = await pipe.execute()
-    if not last:
+    return (last[0][0] if last else None), (checkpoint or None)
+
+
+async def _has_work(redis: Redis, date: str) -> bool:
+    last, checkpoint = await stream_position(redis, date)
+    if last is None:
         return False
-    return checkpoint is None or _id_tuple(last[0][0]) > _id_tuple(checkpoint)
+    return checkpoint is None or _id_tuple(last) > _id_tuple(checkpoint)
 
 
 async def _project_session(
