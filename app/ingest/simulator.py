@@ -203,19 +203,8 @@ _LO_SECONDS = (T_BREAK - T_LO1) + (T_ATC - T_LO2)
 
 
 def _stock_session(s: int) -> str:
-    if s < T_OPEN:
-        return "C"
-    if s < T_LO1:
-        return "ATO"
-    if s < T_BREAK:
-        return "LO"
-    if s < T_LO2:
-        return "BREAK"
-    if s < T_ATC:
-        return "LO"
-    if s < T_CLOSE:
-        return "ATC"
-    return "C"
+    # HOSE is HNX's timetable with an opening auction before continuous trading.
+    return "ATO" if T_OPEN <= s < T_LO1 else _hnx_session(s)
 
 
 def _fut_session(s: int) -> str:
