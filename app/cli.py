@@ -76,13 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo",
-        help="run everything in one process on a simulated market",
+        help="run everything in one process on a simulated market, with the dashboard",
         description=(
-            "Simulated market -> stream -> projector, printing the board every few seconds. "
-            "Without REDIS_URL it runs on an embedded store (a private redis-server when one "
-            "is on the PATH, else in-process fakeredis). Ctrl-C stops it."
+            "A fake SSI FastConnect with a simulated market, our live-feed client, the projector "
+            "and the API with its dashboard, in one process; prints the URL. Without REDIS_URL it "
+            "runs on an embedded store (a private redis-server when one is on the PATH, else "
+            "in-process fakeredis; the log says which). Ctrl-C stops everything."
         ),
     )
+    demo.add_argument("--host", default="127.0.0.1", help="API bind address (default 127.0.0.1)")
+    demo.add_argument("--port", type=int, default=8000, help="API port (default 8000)")
     demo.add_argument("--speed", type=_speed, default=1.0, help="simulated seconds per real second (default 1)")
     demo.add_argument("--seed", type=int, default=1, help="simulator seed (default 1)")
 
@@ -207,7 +210,7 @@ async def _replay(args: argparse.Namespace, settings: Settings) -> int:
 async def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from app.demo import run_demo
 
-    await run_demo(settings, speed=args.speed or 1000.0, seed=args.seed)
+    await run_demo(settings, host=args.host, port=args.port, speed=args.speed or 1000.0, seed=args.seed)
     return 0
 
 

@@ -1,20 +1,26 @@
-"""``stock-tracker demo``: the whole pipeline in one process on a simulated market."""
+"""``stock-tracker demo``: the production path in one process, no Redis or SSI account needed.
+
+fake FastConnect (simulated market) -> our SignalR client -> stream -> projector -> API
+and dashboard, on an embedded store unless REDIS_URL is set.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
-import sys
 from datetime import datetime, time
 
+import uvicorn
+
+from app.api.app import create_app
 from app.clock import VN_TZ, now_vn
 from app.config import Settings
-from app.ingest.run import run_simulator
+from app.ingest.fake_ssi import FakeFastConnect
+from app.ingest.live import run_live
 from app.projections import worker
-from app.projections.read import market_snapshot
-from app.schemas import MarketSnapshot
-from app.store import open_redis
+from app.store import free_port, open_redis
 
 log = logging.getLogger("stock_tracker.demo")
 
@@ -31,66 +37,75 @@ def start_time(now: datetime) -> time:
     return time(9, 14, 50)
 
 
-def render(snapshot: MarketSnapshot) -> str:
-    """A compact text board of the snapshot."""
-    lines = []
-    idx = "  ".join(
-        f"{i.index_id} {i.value:,.2f} ({i.change:+.2f}, adv {i.advances}/dec {i.declines})"
-        for i in snapshot.indices.values()
+class _Server(uvicorn.Server):
+    """uvicorn inside our event loop: Ctrl-C is handled once, by the demo."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        yield
+
+
+def _server(app, host: str, port: int, **kwargs) -> _Server:
+    return _Server(
+        uvicorn.Config(
+            app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
+            ws_per_message_deflate=False, **kwargs,
+        )
     )
-    lines.append(idx or "indices: waiting for MI frames")
-    d = snapshot.derivatives
-    if d is not None:
-        basis = f"basis {d.basis:+.2f} ({'premium' if d.is_premium else 'discount'})" if d.basis is not None else "basis n/a"
-        lines.append(f"{d.symbol} {d.last_price:,.1f} vol {d.volume:,}  {basis}")
-    f = snapshot.foreign
-    if f is not None:
-        lines.append(
-            f"foreign net {f.total_net_value / 1e9:+,.2f} bn VND  "
-            f"top buy {', '.join(x.symbol for x in f.top_buy) or '-'}  "
-            f"top sell {', '.join(x.symbol for x in f.top_sell) or '-'}"
-        )
-    top = sorted(snapshot.quotes.values(), key=lambda s: -s.total_volume)[:8]
-    for s in top:
-        active = s.mua_chu_dong_volume + s.ban_chu_dong_volume
-        ratio = s.mua_chu_dong_volume / active if active else 0.0
-        lines.append(
-            f"  {s.symbol:<10} buy {s.mua_chu_dong_volume:>11,}  sell {s.ban_chu_dong_volume:>11,}  "
-            f"neutral {s.neutral_volume:>10,}  buy ratio {ratio:5.1%}"
-        )
-    return "\n".join(lines)
 
 
-async def run_demo(settings: Settings, speed: float = 1.0, seed: int = 1, interval: float = 2.0) -> None:
-    """Simulator -> stream -> projector, printing the board until Ctrl-C."""
-    from app.ingest.simulator import MarketSimulator
-
+async def run_demo(settings: Settings, host: str = "127.0.0.1", port: int = 8000, speed: float = 1.0, seed: int = 1) -> None:
+    """Run everything until Ctrl-C."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     now = now_vn()
+    opens = start_time(now)
+    fake = FakeFastConnect(seed=seed, start=now.date(), speed=speed, open_at=opens)
+    fake_port = free_port()
+    fake_url = f"http://127.0.0.1:{fake_port}/"
+    settings = msgspec_replace(
+        settings, ssi_url=fake_url, ssi_stream_url=fake_url, ssi_consumer_id="demo", ssi_consumer_secret="demo"
+    )
     async with open_redis(settings, embedded=True) as redis:
-        sim = MarketSimulator(seed=seed, start=now.date(), days=None, open_at=start_time(now))
-        log.info("event=demo_start date=%s from=%s speed=%s", sim.start, start_time(now), speed)
-        tasks = [
-            asyncio.create_task(run_simulator(redis, settings, sim, speed, None)),
+        fake_server = _server(fake.app, "127.0.0.1", fake_port, ws_ping_interval=None)
+        api_server = _server(create_app(settings, redis=redis), host, port)
+        servers = [fake_server, api_server]
+        tasks = [asyncio.create_task(s.serve()) for s in servers]
+        while not (fake_server.started and api_server.started):
+            if any(t.done() for t in tasks):
+                for t in tasks:
+                    if t.done() and t.exception():
+                        raise t.exception()
+                raise SystemExit(f"could not start: is port {port} free? (--port)")
+            await asyncio.sleep(0.05)
+        tasks += [
+            asyncio.create_task(run_live(redis, settings, stop)),
             asyncio.create_task(worker.run(redis, settings, stop)),
         ]
+        log.info("event=demo_ready url=http://%s:%d/ market_from=%s speed=%s", host, port, opens, speed)
+        print(f"\n  stock-tracker demo: open http://{host}:{port}/  (Ctrl-C to stop)\n", flush=True)
         try:
             while not stop.is_set():
-                try:
-                    await asyncio.wait_for(stop.wait(), timeout=interval)
-                except asyncio.TimeoutError:
-                    pass
-                for task in tasks:
-                    if task.done() and task.exception():
+                done, _ = await asyncio.wait(tasks + [asyncio.ensure_future(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if task in tasks and not task.cancelled() and task.exception():
                         raise task.exception()
-                sys.stdout.write("\n" + render(await market_snapshot(redis)) + "\n")
-                sys.stdout.flush()
+                if any(t.done() for t in tasks):
+                    break
         finally:
             stop.set()
+            for server in servers:
+                server.should_exit = True
+            await asyncio.wait(tasks, timeout=15)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
     log.info("event=demo_stop")
+
+
+def msgspec_replace(settings: Settings, **changes) -> Settings:
+    import msgspec
+
+    return msgspec.structs.replace(settings, **changes)

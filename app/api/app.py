@@ -6,7 +6,11 @@ import logging
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
-from litestar import Litestar, Request, Response
+from pathlib import Path
+
+from litestar import Litestar, Request, Response, get
+from litestar.response import File
+from litestar.static_files import create_static_files_router
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from redis.asyncio import Redis
@@ -22,6 +26,14 @@ from app.config import Settings, load_settings
 from app.store import DEFAULT_URL, redis_from_url
 
 log = logging.getLogger("stock_tracker.api")
+
+STATIC = Path(__file__).with_name("static")
+
+
+@get("/", include_in_schema=False)
+async def dashboard() -> File:
+    """The live dashboard page (plain HTML/CSS/JS over /ws/market)."""
+    return File(STATIC / "index.html", content_disposition_type="inline", media_type="text/html")
 
 
 def _store_unavailable(request: Request, exc: Exception) -> Response:
@@ -56,7 +68,10 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
                 await client.aclose()
 
     return Litestar(
-        route_handlers=[MarketController, vn30_components, healthz, readyz, metrics_route, ws_market, ws_foreign, ws_index],
+        route_handlers=[
+            MarketController, vn30_components, healthz, readyz, metrics_route, ws_market, ws_foreign, ws_index,
+            dashboard, create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False),
+        ],
         lifespan=[lifespan],
         state=State({"settings": settings, "limiter": IpLimiter(settings.ws_max_per_ip)}),
         exception_handlers={RedisConnectionError: _store_unavailable, RedisTimeoutError: _store_unavailable},
