@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -400,18 +401,28 @@ async def drain(redis: Redis, settings: Settings, dates: list[str] | None = None
     total = 0
     for date in dates or await session_dates(redis):
         projector = SessionProjector(redis, date, settings)
-        if not await projector.acquire():
-            log.warning("event=skip_session date=%s reason=lease_held", date)
-            continue
-        try:
-            while True:
-                n = await projector.step(block_ms=None)
-                total += n
-                if n == 0 and await projector.caught_up():
-                    break
-        finally:
-            await projector.release()
+        # A worker that just died still holds its lease until it expires: wait that out.
+        deadline = time.monotonic() + 2 * settings.projector_lease_ms / 1000
+        while not await projector.acquire():
+            if time.monotonic() > deadline:
+                log.warning("event=skip_session date=%s reason=lease_held", date)
+                break
+            await asyncio.sleep(settings.projector_lease_ms / 10_000)
+        else:
+            total += await _drain_owned(projector)
     return total
+
+
+async def _drain_owned(projector: SessionProjector) -> int:
+    total = 0
+    try:
+        while True:
+            n = await projector.step(block_ms=None)
+            total += n
+            if n == 0 and await projector.caught_up():
+                return total
+    finally:
+        await projector.release()
 
 
 async def run(redis: Redis, settings: Settings, stop: asyncio.Event | None = None) -> None:
