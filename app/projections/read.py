@@ -99,10 +99,6 @@ async def read_foreign(redis: Redis, date: str) -> ForeignSummary | None:
     return summary
 
 
-async def read_foreign_symbols(redis: Redis, date: str) -> dict[str, ForeignInvestorData]:
-    return await _entities(redis, date, "foreign", ForeignInvestorData)
-
-
 async def read_derivatives(redis: Redis, date: str) -> DerivativesData | None:
     raw = await redis.hgetall(K.SessionKeys(date).derivatives)
     return from_hash(raw, DerivativesData) if raw else None
