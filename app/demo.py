@@ -12,6 +12,7 @@ import logging
 import signal
 from datetime import datetime, time
 
+import msgspec
 import uvicorn
 
 from app.api.app import create_app
@@ -65,7 +66,7 @@ async def run_demo(settings: Settings, host: str = "127.0.0.1", port: int = 8000
     fake = FakeFastConnect(seed=seed, start=now.date(), speed=speed, open_at=opens)
     fake_port = free_port()
     fake_url = f"http://127.0.0.1:{fake_port}/"
-    settings = msgspec_replace(
+    settings = msgspec.structs.replace(
         settings, ssi_url=fake_url, ssi_stream_url=fake_url, ssi_consumer_id="demo", ssi_consumer_secret="demo"
     )
     async with open_redis(settings, embedded=True) as redis:
@@ -104,8 +105,3 @@ async def run_demo(settings: Settings, host: str = "127.0.0.1", port: int = 8000
             await asyncio.gather(*tasks, return_exceptions=True)
     log.info("event=demo_stop")
 
-
-def msgspec_replace(settings: Settings, **changes) -> Settings:
-    import msgspec
-
-    return msgspec.structs.replace(settings, **changes)

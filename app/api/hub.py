@@ -25,6 +25,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app import keys as K
+from app.projections.worker import Notice
 
 log = logging.getLogger("stock_tracker.hub")
 
@@ -37,12 +38,6 @@ _KINDS = {
 }
 CLOSE_SLOW = 4001  # the client did not read its pushes in time
 _JSON = msgspec.json.Encoder()
-
-
-class Notice(msgspec.Struct):
-    date: str
-    kinds: list[str]
-    checkpoint: str = ""
 
 
 class FeedStatus(msgspec.Struct):

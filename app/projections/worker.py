@@ -85,11 +85,12 @@ def _id_tuple(entry_id: bytes | str) -> tuple[int, int]:
 
 
 class Notice(msgspec.Struct):
-    """Change notice published after each applied batch."""
+    """Change notice published on ``st:notify`` after each applied batch; the API
+    nodes decode the same type."""
 
     date: str
     kinds: list[str]
-    checkpoint: str
+    checkpoint: str = ""
 
 
 class SessionProjector:
