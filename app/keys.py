@@ -39,6 +39,10 @@ class SessionKeys:
         """SET of the names that have an entity of ``kind``."""
         return f"{self.base}set:{kind}"
 
+    def ingest_mark(self, writer: str) -> str:
+        """String: the last batch number ``writer`` appended, so a retried batch lands once."""
+        return f"{self.base}ingest:{writer}"
+
     def pattern(self) -> str:
         return f"{PREFIX}{{{self.date}}}:*"
 

@@ -279,3 +279,64 @@ async def test_live_run_follows_new_frames_until_stopped(redis, settings):
     await asyncio.wait_for(task, 10)
     await pubsub.aclose()
     assert not await verify(redis, SESSION)
+
+
+async def test_a_batch_whose_reply_was_lost_is_resent_and_lands_once(redis, caplog):
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    writer = StreamWriter(redis)
+    real = writer._pipeline
+    calls: list[int] = []
+
+    async def reply_lost_once(*args):
+        calls.append(1)
+        await real(*args)  # Redis appended the batch ...
+        if len(calls) == 1:
+            raise RedisConnectionError("Connection closed by server.")  # ... but the reply never came
+
+    writer._pipeline = reply_lost_once
+    frames = market_frames()
+    await writer.append([(f, 1_795_600_000_000) for f in frames[:5]])
+    await writer.append([(f, 1_795_600_000_000) for f in frames[5:]])
+    await writer.flush()
+    assert len(calls) == 3 and writer.retries == 1
+    stored = [e[1][b"f"].decode() for e in await redis.xrange(K.SessionKeys(SESSION).frames)]
+    assert stored == frames  # once each, in order
+    assert "event=redis_unavailable op=append attempt=1 error=ConnectionError" in caplog.text
+
+
+async def test_a_resent_close_marker_is_not_doubled(redis):
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    writer = StreamWriter(redis)
+    real_pipeline = redis.pipeline
+    lost = []
+
+    class LosesFirstReply:
+        def __init__(self, pipe):
+            self.pipe = pipe
+
+        async def __aenter__(self):
+            await self.pipe.__aenter__()
+            return self
+
+        async def __aexit__(self, *exc):
+            return await self.pipe.__aexit__(*exc)
+
+        def __getattr__(self, name):
+            return getattr(self.pipe, name)
+
+        async def execute(self):
+            result = await self.pipe.execute()
+            if not lost:
+                lost.append(1)
+                raise RedisConnectionError("reply lost")
+            return result
+
+    redis.pipeline = lambda **kw: LosesFirstReply(real_pipeline(**kw))
+    try:
+        await writer.close_session(SESSION, at_ms=1_795_600_000_000)
+    finally:
+        del redis.pipeline
+    entries = await redis.xrange(K.SessionKeys(SESSION).frames)
+    assert lost and [e[1][b"m"] for e in entries] == [b"close"]

@@ -11,13 +11,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import secrets
 import time
 from collections.abc import AsyncIterator, Iterable
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app import keys as K
 from app.clock import VN_TZ, next_close, now_vn
@@ -51,16 +54,28 @@ def _as_bytes(frame: str | bytes) -> bytes:
     return frame.encode() if isinstance(frame, str) else frame
 
 
+# Redis is away (restarting, loading its AOF, unreachable): wait and resend.
+UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+RETRY_MAX_S = 2.0
+
+
 class StreamWriter:
-    """Appends frames and close markers; registers each session it writes to."""
+    """Appends frames and close markers; registers each session it writes to.
+
+    While Redis is away every append is retried until it lands, exactly once: each
+    batch carries a number, and Redis keeps the last one this writer appended.
+    """
 
     def __init__(self, redis: Redis, retention_days: int = 7) -> None:
         self.redis = redis
         self.retention_days = retention_days
+        self.writer_id = secrets.token_hex(8)
+        self._batch = 0
         self._sha: str | None = None
         self._inflight: asyncio.Future | None = None
         self._known: set[str] = set()
         self.appended = 0
+        self.retries = 0
 
     async def append(self, frames: Iterable[tuple[str | bytes, int]]) -> int:
         """Append (frame, receive-time ms) pairs; one script call per session."""
@@ -84,7 +99,8 @@ class StreamWriter:
         # One append in flight at a time keeps the stream in order, and Redis
         # appends this batch while the caller prepares the next one.
         await self.flush()
-        self._inflight = asyncio.ensure_future(self._send(by_session, new))
+        self._batch += 1
+        self._inflight = asyncio.ensure_future(self._send(by_session, new, self._batch))
         n = sum(len(group[0]) for group in by_session.values())
         self.appended += n
         return n
@@ -95,17 +111,38 @@ class StreamWriter:
         if inflight is not None:
             await inflight
 
-    async def _send(self, by_session: dict[str, tuple[list[bytes], list[int]]], new: list[str]) -> None:
-        if self._sha is None:
-            self._sha = await self.redis.script_load(APPEND_LUA)
-        try:
-            await self._pipeline(by_session, new)
-        except NoScriptError:
-            # Redis restarted and lost its script cache; nothing was appended.
-            self._sha = await self.redis.script_load(APPEND_LUA)
-            await self._pipeline(by_session, new)
+    async def _send(self, by_session: dict[str, tuple[list[bytes], list[int]]], new: list[str], batch: int) -> None:
+        async def send() -> None:
+            if self._sha is None:
+                self._sha = await self.redis.script_load(APPEND_LUA)
+            try:
+                await self._pipeline(by_session, new, batch)
+            except NoScriptError:
+                # Redis restarted and lost its script cache; nothing was appended.
+                self._sha = await self.redis.script_load(APPEND_LUA)
+                await self._pipeline(by_session, new, batch)
 
-    async def _pipeline(self, by_session: dict[str, tuple[list[bytes], list[int]]], new: list[str]) -> None:
+        await self._until_done("append", send)
+
+    async def _until_done(self, what: str, op) -> None:
+        """Run ``op`` until Redis takes it, waiting out restarts (each attempt is safe to repeat)."""
+        delay, failures = 0.05, 0
+        while True:
+            try:
+                await op()
+            except UNAVAILABLE as exc:
+                failures += 1
+                self.retries += 1
+                log.warning("event=redis_unavailable op=%s attempt=%d error=%s", what, failures, type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+                continue
+            if failures:
+                log.info("event=redis_back op=%s attempts=%d", what, failures + 1)
+            return
+
+    async def _pipeline(self, by_session: dict[str, tuple[list[bytes], list[int]]], new: list[str], batch: int) -> None:
+        mark = str(batch)
         async with self.redis.pipeline(transaction=False) as pipe:
             for d in new:
                 pipe.zadd(K.SESSIONS, {d: K.date_score(d)})
@@ -113,9 +150,10 @@ class StreamWriter:
                 # Three arguments whatever the batch size: redis-py spends far more
                 # per argument (and per reply) than Redis spends appending a frame.
                 stamp = str(times[0]) if times.count(times[0]) == len(times) else ",".join(map(str, times))
+                keys = K.SessionKeys(d)
                 pipe.evalsha(
-                    self._sha, 1, K.SessionKeys(d).frames,
-                    stamp, ",".join(map(str, map(len, raws))), b"".join(raws),
+                    self._sha, 2, keys.frames, keys.ingest_mark(self.writer_id),
+                    stamp, ",".join(map(str, map(len, raws))), b"".join(raws), mark,
                 )
             await pipe.execute()
 
@@ -123,13 +161,25 @@ class StreamWriter:
         """Append the 15:00 session-close marker to ``session``'s stream."""
         await self.flush()  # the marker goes after every frame appended before it
         at_ms = at_ms if at_ms is not None else int(time.time() * 1000)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(K.SESSIONS, {session: K.date_score(session)})
-            pipe.xadd(K.SessionKeys(session).frames, {"t": at_ms, "m": "close"})
-            await pipe.execute()
+        frames = K.SessionKeys(session).frames
+
+        async def close() -> None:
+            # A resend after a lost reply must not add a second marker.
+            last = await self.redis.xrevrange(frames, count=1)
+            if last and last[0][1].get(b"m") == b"close" and last[0][1].get(b"t") == str(at_ms).encode():
+                return
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zadd(K.SESSIONS, {session: K.date_score(session)})
+                pipe.xadd(frames, {"t": at_ms, "m": "close"})
+                await pipe.execute()
+
+        await self._until_done("close", close)
         self._known.add(session)
         log.info("event=session_close date=%s", session)
-        await self.prune(session)
+        try:
+            await self.prune(session)
+        except UNAVAILABLE as exc:  # the next close prunes them
+            log.warning("event=prune_skipped error=%s", type(exc).__name__)
 
     async def prune(self, newest: str) -> list[str]:
         """Delete sessions older than the retention window (never ``newest``)."""
