@@ -244,8 +244,8 @@ async def test_feed_status_is_broadcast(redis, node):
         await recv_json(ws)
         await recv_json(ws2)
         await redis.publish(K.FEED_STATUS_CHANNEL, '{"connected": false}')
-        assert await recv_json(ws, status=True) == {"type": "status", "connected": False}
-        assert await recv_json(ws2, status=True) == {"type": "status", "connected": False}
+        assert await recv_json(ws, status=True) == {"type": "status", "connected": False, "reason": "feed"}
+        assert await recv_json(ws2, status=True) == {"type": "status", "connected": False, "reason": "feed"}
         await redis.publish(K.FEED_STATUS_CHANNEL, '{"connected": true}')
         assert await recv_json(ws, status=True) == {"type": "status", "connected": True}
 
@@ -327,11 +327,13 @@ async def test_redis_restart_resyncs_clients_without_a_node_restart(redis_binary
             async with websockets.connect(server.ws + "/ws/index") as ws:
                 assert (await recv_json(ws))["VN30"]["value"] == 1.0
                 await client.aclose()
-                store.stop()  # Redis goes away ...
-                store.start()  # ... and comes back on the same port, data from its AOF
+                store.stop()  # Redis goes away: clients are told at once ...
+                assert await recv_json(ws, timeout=20, status=True) == {"type": "status", "connected": False, "reason": "store"}
+                store.start()  # ... it comes back on the same port, data from its AOF
                 client = redis_from_url(store.url)
-                # Without any new notice, the node resyncs its clients with full state.
-                assert (await recv_json(ws, timeout=20))["VN30"]["value"] == 1.0
+                # Status first, then full state, without any new notice or a node restart.
+                assert await recv_json(ws, timeout=20, status=True) == {"type": "status", "connected": True}
+                assert (await recv_json(ws, timeout=20, status=True))["VN30"]["value"] == 1.0
                 await client.hset(keys.entity("index", "VN30"), "value", "2.0")
                 notice = msgspec.json.encode({"date": F.SESSION, "kinds": ["index"], "checkpoint": ""})
                 await client.publish(K.NOTIFY, notice)

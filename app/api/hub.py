@@ -44,13 +44,15 @@ class FeedStatus(msgspec.Struct):
     connected: bool
 
 
-class StatusMessage(msgspec.Struct, tag_field="type", tag="status"):
+class StatusMessage(msgspec.Struct, tag_field="type", tag="status", omit_defaults=True):
+    """``{"type":"status","connected":bool}``: whether live data is reaching the client.
+
+    When it is not, ``reason`` says which link is down: ``feed`` (SSI) or ``store``
+    (this node lost Redis; full state follows once it is back).
+    """
+
     connected: bool
-
-
-def status_text(connected: bool) -> str:
-    """``{"type":"status","connected":bool}``, sent when the feed connects or drops."""
-    return _JSON.encode(StatusMessage(connected)).decode()
+    reason: str | None = None
 
 
 class Client:
@@ -124,6 +126,8 @@ class Hub:
         self.metrics = Metrics()
         self.feed_connected: bool | None = None
         self.pubsub_up = False
+        self._announced: StatusMessage | None = None  # the last status sent to clients
+        self._ever_up = False
         self._last_push = dict.fromkeys(CHANNELS, 0.0)
         self._scheduled: dict[str, asyncio.Task] = {}
         # The last rendered state per channel, valid until a notice touches it.
@@ -163,8 +167,8 @@ class Hub:
                 # Redis is away: the retried push delivers the state when it is back.
                 log.warning("event=initial_state_failed channel=%s error=%s", channel, type(exc).__name__)
                 self.notify(channel)
-            if self.feed_connected is not None:
-                client.offer_control(status_text(self.feed_connected))
+            if self._announced is not None:
+                client.offer_control(_JSON.encode(self._announced).decode())
             await client.run(self.send_timeout)
             if client.dropped:
                 self.metrics.drops[channel] += 1
@@ -264,6 +268,8 @@ class Hub:
                     self.pubsub_up = True
                     log.info("event=pubsub_up")
                     await self._load_feed_status()
+                    # Status first, then full state: notices may have been lost meanwhile.
+                    self._announce()
                     self.resync()
                 backoff = 0.1
                 while True:
@@ -277,7 +283,8 @@ class Hub:
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 if self.pubsub_up:
                     log.warning("event=pubsub_down error=%s", type(exc).__name__)
-                self.pubsub_up = False
+                    self.pubsub_up = False
+                    self._announce()
                 self.metrics.pubsub_reconnects += 1
                 await _quietly(pubsub.aclose())
                 await asyncio.sleep(backoff)
@@ -297,14 +304,33 @@ class Hub:
             log.warning("event=bad_notice channel=%s error=%s", channel, exc)
 
     def _set_feed(self, connected: bool) -> None:
-        if connected != self.feed_connected:
-            self.feed_connected = connected
-            self.broadcast(status_text(connected))
+        self.feed_connected = connected
+        self._announce()
 
     async def _load_feed_status(self) -> None:
         raw = await self.redis.hget(K.FEED_STATUS, "connected")
         if raw is not None:
-            self._set_feed(raw in (b"1", b"true", "1", "true"))
+            self.feed_connected = raw in (b"1", b"true", "1", "true")
+
+    def status(self) -> StatusMessage | None:
+        """What clients are told; None while there is nothing to tell."""
+        if not self.pubsub_up:
+            # Before the first connection there was no data to lose: say nothing yet.
+            return StatusMessage(False, "store") if self._announced is not None or self._ever_up else None
+        if self.feed_connected is False:
+            return StatusMessage(False, "feed")
+        if self.feed_connected is None and self._announced is None:
+            return None  # no feed status kept (a file or simulator ingest): nothing to report
+        return StatusMessage(True)
+
+    def _announce(self) -> None:
+        """Tell every client the status when it changed."""
+        if self.pubsub_up:
+            self._ever_up = True
+        status = self.status()
+        if status is not None and status != self._announced:
+            self._announced = status
+            self.broadcast(_JSON.encode(status).decode())
 
 
 async def _quietly(awaitable: Awaitable) -> None:

@@ -655,8 +655,9 @@
   const feedPill = $("#feed-status");
   const socketPill = $("#socket-status");
 
-  function setFeed(connected) {
+  function setFeed(connected, reason) {
     if (connected === true) pill(feedPill, "connected", "Nguồn: đã kết nối");
+    else if (connected === false && reason === "store") pill(feedPill, "disconnected", "Máy chủ dữ liệu: mất kết nối");
     else if (connected === false) pill(feedPill, "disconnected", "Nguồn: mất kết nối");
     else pill(feedPill, "unknown", "Nguồn: chưa rõ");
   }
@@ -704,7 +705,7 @@
         return;
       }
       if (msg && msg.type === "status") {
-        setFeed(msg.connected);
+        setFeed(msg.connected, msg.reason);
         return;
       }
       attempt = 0; // reset only once data flows, so a socket that opens then drops keeps backing off
