@@ -797,6 +797,7 @@ def main() -> None:
                         help="fan-out clients negotiate permessage-deflate, as browsers do")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="print the raw figures as JSON too")
+    parser.add_argument("--json-out", metavar="FILE", help="write the raw figures as JSON to FILE")
     args = parser.parse_args()
     from tests.conftest import redis_server_binary
 
@@ -809,6 +810,8 @@ def main() -> None:
     print(table(results))
     if args.json:
         print(json.dumps(results, indent=2))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

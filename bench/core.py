@@ -142,6 +142,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="print the raw figures as JSON too")
+    parser.add_argument("--json-out", metavar="FILE", help="write the raw figures as JSON to FILE")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from tests.conftest import redis_server_binary
@@ -153,6 +154,8 @@ def main() -> None:
     print(table(results))
     if args.json:
         print(json.dumps(results, indent=2))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":
