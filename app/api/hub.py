@@ -179,7 +179,8 @@ class Hub:
         """The channel's state as JSON text: cached until a notice changes it, and
         rendered once however many clients or requests ask at the same moment."""
         while True:
-            if not self._dirty[channel] and channel in self._cache:
+            # Without pub/sub, changes go unseen: the cache is only current while it is up.
+            if not self._dirty[channel] and self.pubsub_up and channel in self._cache:
                 return self._cache[channel]
             pending = self._rendering.get(channel)
             if pending is None:
@@ -284,6 +285,7 @@ class Hub:
                 if self.pubsub_up:
                     log.warning("event=pubsub_down error=%s", type(exc).__name__)
                     self.pubsub_up = False
+                    self._dirty.update(dict.fromkeys(CHANNELS, True))
                     self._announce()
                 self.metrics.pubsub_reconnects += 1
                 await _quietly(pubsub.aclose())
