@@ -28,7 +28,7 @@ from collections import OrderedDict, deque
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import date, time
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable, Iterable
 
 import orjson
 from litestar import Litestar, Request, Response, WebSocket, get, post, route, websocket
@@ -36,7 +36,7 @@ from litestar.enums import HttpMethod, MediaType
 
 from app.ingest.simulator import ALL_CHANNELS, INDEX_IDS, MarketSimulator, SimEvent
 
-__all__ = ["FakeFastConnect", "FakeStats", "create_fake_app", "serve_fake", "parse_channels"]
+__all__ = ["FakeFastConnect", "FakeStats", "create_fake_app", "frames_digest", "serve_fake", "parse_channels"]
 
 log = logging.getLogger("stock_tracker.fake_ssi")
 
@@ -81,8 +81,31 @@ def parse_channels(text: str) -> dict[str, frozenset[str] | None]:
     return out
 
 
+def frames_digest(frames: Iterable[str | bytes] = (), into: hashlib.blake2b | None = None) -> hashlib.blake2b:
+    """blake2b-128 over Broadcast strings in order, each followed by NUL (never inside a JSON text).
+
+    Pass ``into`` to extend a running digest; ``.hexdigest()`` is what ``/_fake/stats`` shows.
+    """
+    h = hashlib.blake2b(digest_size=16) if into is None else into
+    for frame in frames:
+        h.update(frame.encode() if isinstance(frame, str) else frame)
+        h.update(b"\0")
+    return h
+
+
 def _spec_text(sub: dict[str, frozenset[str] | None]) -> list[str]:
     return [f"{ch}:{'ALL' if t is None else '-'.join(sorted(t))}" for ch, t in sorted(sub.items())]
+
+
+class _Sent:
+    """Broadcast strings handed to one socket: how many, and their digest in order."""
+
+    __slots__ = ("conn", "frames", "digest")
+
+    def __init__(self, conn: str) -> None:
+        self.conn = conn
+        self.frames = 0
+        self.digest = frames_digest()
 
 
 @dataclass
@@ -98,6 +121,9 @@ class FakeStats:
     frames_dropped: int = 0  # lost to full per-connection queues
     keepalives_sent: int = 0
     frames_sent_by_conn: dict[str, int] = field(default_factory=dict)
+    # One entry per socket, in connection order: a reconnect transport reuses its id, so
+    # only this list tells two sockets of one connection apart.
+    sent_by_conn: list[_Sent] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -110,6 +136,8 @@ class FakeStats:
             "frames_dropped": self.frames_dropped,
             "keepalives_sent": self.keepalives_sent,
             "frames_sent_by_conn": dict(self.frames_sent_by_conn),
+            "sent_by_conn": [{"conn": s.conn, "frames": s.frames, "digest": s.digest.hexdigest()}
+                             for s in self.sent_by_conn],
         }
 
 
@@ -131,13 +159,14 @@ class _Conn:
     """One open WebSocket: an ordered outbox (only market frames may be dropped)."""
 
     __slots__ = ("session", "socket", "out", "queued", "wake", "done", "close_mode", "last_send",
-                 "overflowing", "dropped", "sent", "reconnect", "peer")
+                 "overflowing", "dropped", "sent", "reconnect", "peer", "record")
 
     def __init__(self, session: _Session, socket: WebSocket, reconnect: bool) -> None:
         self.session = session
         self.socket = socket
-        # Items are (seq, text): seq > 0 for Broadcast invocations, 0 for ready-made messages.
-        self.out: deque[tuple[int, str]] = deque()
+        # Items are (seq, text, frame): seq > 0 for Broadcast invocations (frame: the string
+        # they carry, for the digest), 0 for ready-made messages.
+        self.out: deque[tuple[int, str, str | None]] = deque()
         self.queued = 0  # Broadcast items in ``out``
         self.wake = asyncio.Event()
         self.done = asyncio.Event()
@@ -148,9 +177,10 @@ class _Conn:
         self.sent = 0
         self.reconnect = reconnect
         self.peer = ""
+        self.record = _Sent(session.id)
 
     def push(self, text: str) -> None:
-        self.out.append((0, text))
+        self.out.append((0, text, None))
         self.wake.set()
 
     def end(self, code: int, reason: str) -> None:
@@ -488,7 +518,7 @@ class FakeFastConnect:
                 continue
             if invocation is None:
                 invocation = _BROADCAST_HEAD + orjson.dumps(ev.frame).decode() + "]}"
-            conn.out.append((seq, invocation))
+            conn.out.append((seq, invocation, ev.frame))
             conn.queued += 1
             conn.wake.set()
 
@@ -511,27 +541,36 @@ class FakeFastConnect:
         send = conn.socket.send
         stats = self.stats
         conn_id = conn.session.id
+        record = conn.record
         conn.last_send = loop.time()
         try:
             while True:
                 await self._wait_unstalled()
                 out = conn.out
                 if out:
-                    seq, text = out.popleft()
+                    seq, text, frame = out.popleft()
                     if seq == 0:
                         await send({"type": "websocket.send", "text": text})
                     else:
-                        parts = [text]
+                        parts, frames = [text], [frame]
                         while out and out[0][0] and len(parts) < _BATCH:
-                            seq, text = out.popleft()
+                            seq, text, frame = out.popleft()
                             parts.append(text)
+                            frames.append(frame)
                         conn.queued -= len(parts)
                         conn.overflowing = False
                         message = '{"C":"' + self._cursor(seq) + '","M":[' + ",".join(parts) + "]}"
+                        # uvicorn's sans-I/O protocol (serve_fake pins it) waits for flow control,
+                        # then writes to the transport without suspending again: once send returns
+                        # the frames are the peer's to receive (closing flushes them), and a
+                        # cancelled send wrote nothing. So these counts are what was delivered.
                         await send({"type": "websocket.send", "text": message})
-                        conn.sent += len(parts)
-                        stats.frames_sent += len(parts)
-                        stats.frames_sent_by_conn[conn_id] = stats.frames_sent_by_conn.get(conn_id, 0) + len(parts)
+                        n = len(parts)
+                        conn.sent += n
+                        record.frames += n
+                        record.digest.update(("\0".join(frames) + "\0").encode())  # frames_digest, one update a batch
+                        stats.frames_sent += n
+                        stats.frames_sent_by_conn[conn_id] = stats.frames_sent_by_conn.get(conn_id, 0) + n
                     conn.last_send = loop.time()
                     continue
                 idle_left = conn.last_send + self.keepalive_s - loop.time()
@@ -645,6 +684,7 @@ class FakeFastConnect:
         self.stats.connections_open = len(self._conns)
         self.stats.connections_total += 1
         self.stats.frames_sent_by_conn.setdefault(session.id, 0)
+        self.stats.sent_by_conn.append(conn.record)
         if self._kick is not None:
             self._kick.set()
         log.info("event=ws_connected conn=%s peer=%s reconnect=%d open=%d", session.id, conn.peer,
@@ -944,6 +984,7 @@ async def serve_fake(host: str, port: int, **kwargs: Any) -> None:
     server = uvicorn.Server(uvicorn.Config(
         fake.app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
         ws_ping_interval=None,  # SignalR liveness is the `{}` keep-alive; a stall must be silent
+        ws="websockets-sansio",  # the sent counts rely on how it writes (see _sender)
         ws_per_message_deflate=False, timeout_graceful_shutdown=3,
     ))
     log.info("event=fake_ssi_listen url=http://%s:%d/ consumer=%s", host, port, fake.consumer_id)

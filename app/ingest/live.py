@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -74,12 +75,19 @@ async def channels_for(settings: Settings, symbols: list[str], today: datetime |
     return default_channels(symbols, futures, INDICES)
 
 
-def status_publisher(redis: Redis):
-    """Keep ``st:feed`` and tell the API nodes when the feed connects or drops."""
+def status_publisher(redis: Redis, gaps: Callable[[], int] | None = None):
+    """Keep ``st:feed`` and tell the API nodes when the feed connects or drops.
+
+    ``gaps`` gives the feed's gap count so far (connections lost with frames possibly
+    missed), kept in the hash for operators.
+    """
 
     async def publish(connected: bool) -> None:
+        status = {"connected": "true" if connected else "false", "since": now_vn().isoformat()}
+        if gaps is not None:
+            status["gaps"] = str(gaps())
         async with redis.pipeline(transaction=False) as pipe:
-            pipe.hset(K.FEED_STATUS, mapping={"connected": "true" if connected else "false", "since": now_vn().isoformat()})
+            pipe.hset(K.FEED_STATUS, mapping=status)
             pipe.publish(K.FEED_STATUS_CHANNEL, orjson.dumps({"connected": connected}))
             await pipe.execute()
         log.info("event=feed_status connected=%s", connected)
@@ -99,7 +107,8 @@ async def run_live(redis: Redis, settings: Settings, stop: asyncio.Event) -> Fas
     async def on_frame(frame: str) -> None:
         await queue.put((frame, now_ms()))
 
-    stream = FastConnectStream(config, on_frame, status_publisher(redis), http=stream.http, tokens=stream.tokens)
+    stream = FastConnectStream(config, on_frame, http=stream.http, tokens=stream.tokens)
+    stream.on_status = status_publisher(redis, lambda: stream.gaps)
     tasks = [
         asyncio.create_task(drain_queue(queue, writer, settings.ingest_max_batch)),
         asyncio.create_task(close_at_three(writer)),

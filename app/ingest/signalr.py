@@ -5,7 +5,9 @@ SwitchChannels, then a receive loop that hands every Broadcast argument, unchang
 to the ingest. A watchdog reconnects when nothing (keep-alives included) arrives
 within the server's KeepAliveTimeout; reconnects back off exponentially with jitter,
 fetch a fresh token when the current one is close to expiry, and subscribe again
-(subscriptions belong to a connection).
+(subscriptions belong to a connection). Whatever the server sends while no connection
+is up is lost to us, so each connection that ends other than by ``stop`` is counted and
+logged as a gap (``event=feed_gap``).
 """
 
 from __future__ import annotations
@@ -161,7 +163,11 @@ class _Negotiation(msgspec.Struct):
 
 
 class FastConnectStream:
-    """One SSI stream, kept connected until ``stop`` is set."""
+    """One SSI stream, kept connected until ``stop`` is set.
+
+    ``frames_by_connection`` counts the Broadcast strings of each WebSocket, in order;
+    ``gaps`` counts the WebSockets that ended without ``stop`` (drop, watchdog, token, server).
+    """
 
     def __init__(
         self,
@@ -180,13 +186,24 @@ class FastConnectStream:
         self.connects = 0
         self.failures = 0
         self.frames = 0
+        self.frames_by_connection: list[int] = []
+        self.gaps = 0
+        self._gap: tuple[int, int, float] | None = None  # (connection, frames, ended at): not yet logged
         self._invocation = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         """Connect, stream, reconnect with backoff and jitter, until ``stop``."""
+        try:
+            await self._run(stop)
+        finally:
+            if self._gap is not None:  # stopped before the feed came back
+                self._log_gap(reconnected=False)
+
+    async def _run(self, stop: asyncio.Event) -> None:
         backoff = self.config.backoff_initial_s
         while not stop.is_set():
             started = time.monotonic()
+            opened = self.connects
             try:
                 await self._session(stop)
             except asyncio.CancelledError:
@@ -194,9 +211,11 @@ class FastConnectStream:
             except AuthError as exc:
                 self.failures += 1
                 self.tokens.invalidate()
+                self._ended(opened)
                 log.warning("event=feed_auth_failed detail=%s", exc)
             except (FeedError, OSError, httpx.HTTPError, websockets.WebSocketException, asyncio.TimeoutError) as exc:
                 self.failures += 1
+                self._ended(opened)
                 log.warning("event=feed_disconnected error=%s detail=%s", type(exc).__name__, str(exc)[:200])
             finally:
                 await self._set_connected(False)
@@ -211,6 +230,22 @@ class FastConnectStream:
             except asyncio.TimeoutError:
                 pass
             backoff = min(backoff * 2, self.config.backoff_max_s)
+
+    def _ended(self, opened: int) -> None:
+        """An attempt failed: a gap if it had opened a WebSocket (counted now, logged once back up)."""
+        if self.connects == opened:
+            return  # no socket: still the outage of an earlier gap, or not connected yet
+        self.gaps += 1
+        self._gap = (self.connects, self.frames_by_connection[-1], time.monotonic())
+
+    def _log_gap(self, reconnected: bool) -> None:
+        assert self._gap is not None
+        connection, frames, ended = self._gap
+        self._gap = None
+        log.warning(
+            "event=feed_gap connection=%d frames=%d seconds_down=%.2f reconnected=%s",
+            connection, frames, time.monotonic() - ended, "true" if reconnected else "false",
+        )
 
     async def _set_connected(self, connected: bool) -> None:
         if connected != self.connected:
@@ -255,6 +290,9 @@ class FastConnectStream:
             ping_interval=None,  # SignalR has its own keep-alives; the watchdog reads them
         ) as ws:
             self.connects += 1
+            self.frames_by_connection.append(0)
+            if self._gap is not None:
+                self._log_gap(reconnected=True)
             await self._start(base, query, headers)
             await self._subscribe(ws)
             await self._set_connected(True)
@@ -314,6 +352,7 @@ class FastConnectStream:
                 for arg in invocation.get("A") or ():
                     if isinstance(arg, str):
                         self.frames += 1
+                        self.frames_by_connection[-1] += 1
                         await self.on_frame(arg)
             elif method == "Error":
                 log.warning("event=feed_hub_error detail=%s", str(invocation.get("A"))[:200])
