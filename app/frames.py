@@ -21,8 +21,10 @@ Amount = Annotated[float, Meta(ge=0, le=1e16)]
 Signed = Annotated[float, Meta(ge=-1e16, le=1e16)]
 Text = Annotated[str, Meta(max_length=64)]
 Symbol = Annotated[str, Meta(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.\-]+$")]
-TradingDate = Annotated[str, Meta(pattern=r"^\d{2}/\d{2}/\d{4}$")]
-Hms = Annotated[str, Meta(pattern=r"^\d{2}:\d{2}:\d{2}$")]
+# [0-9], not \d: \d also takes other scripts' digits, which int() reads, so "١٠:٣٠:٠٠"
+# would pass as 10:30:00 and every such spelling would grow the time cache.
+TradingDate = Annotated[str, Meta(pattern=r"^[0-9]{2}/[0-9]{2}/[0-9]{4}$")]
+Hms = Annotated[str, Meta(pattern=r"^[0-9]{2}:[0-9]{2}:[0-9]{2}$")]
 
 BOOK_DEPTH = 10
 
@@ -266,7 +268,7 @@ def decode_frame(raw: str | bytes) -> Frame:
         raise FrameError(f"frame too large: {len(raw)} bytes > {MAX_FRAME_BYTES}")
     try:
         envelope = _ENVELOPE.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, UnicodeError):
         return _decode_general(raw)
     data_type, content = envelope.DataType, envelope.Content
     if type(data_type) is not str or type(content) is not str:
@@ -285,7 +287,8 @@ def _decode_general(raw: str | bytes) -> Frame:
     """Any casing, aliases, object Content; the precise reason when the frame is bad."""
     try:
         envelope = _decode(raw)
-    except (msgspec.DecodeError, RecursionError) as exc:
+    except (msgspec.DecodeError, RecursionError, UnicodeError) as exc:
+        # msgspec reports bytes that are not UTF-8 inside a string as UnicodeDecodeError.
         raise FrameError(f"invalid JSON: {exc}") from None
     if not isinstance(envelope, dict):
         raise FrameError(f"envelope is {type(envelope).__name__}, expected an object")
