@@ -252,7 +252,7 @@ async def test_close_at_three_appends_the_marker_at_15_00_vietnam_time(redis):
 async def test_retention_drops_old_sessions_never_the_current_one(redis):
     writer = StreamWriter(redis, retention_days=2)
     for day in ("20/11/2026", "22/11/2026", "23/11/2026", "25/11/2026"):
-        await writer.append([(F.trade("ACB", 1.0, 1, 1, date=day), 0)])
+        await writer.append([(F.trade("ACB", 1.0, 1, 1, date=day), 1_795_600_000_000)])
     dropped = await writer.prune(SESSION)
     assert dropped == ["2026-11-20", "2026-11-22"]
     assert await redis.zrange(K.SESSIONS, 0, -1) == [b"2026-11-23", b"2026-11-25"]
@@ -340,3 +340,16 @@ async def test_a_resent_close_marker_is_not_doubled(redis):
         del redis.pipeline
     entries = await redis.xrange(K.SessionKeys(SESSION).frames)
     assert lost and [e[1][b"m"] for e in entries] == [b"close"]
+
+
+async def test_a_frame_dated_in_the_future_or_on_no_real_day_cannot_open_a_session(redis, settings):
+    received = 1_795_600_000_000  # 2026-11-25 in Vietnam
+    hostile = [F.trade("ACB", 1.0, 1, 1, date=day) for day in ("31/12/9999", "31/02/2026", "27/11/2026")]
+    await append(redis, [*market_frames(), *hostile], received)
+    assert await redis.zrange(K.SESSIONS, 0, -1) == [SESSION.encode()]
+    await worker.drain(redis, settings)
+    dead = await redis.xrange(K.SessionKeys(SESSION).dead)
+    assert [d[1][b"f"].decode() for d in dead] == hostile
+    live = without_checkpoint(await live_hashes(redis, SESSION))
+    assert live == expected_hashes([*market_frames(), *hostile])  # refused, nothing else changed
+    assert live[K.SessionKeys(SESSION).meta]["dead"] == "3"

@@ -9,6 +9,7 @@ an idle feed appends frame by frame with no added delay.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import secrets
@@ -47,7 +48,26 @@ def session_of(frame: bytes, fallback: str) -> str:
     if m is None:
         return fallback
     day, month, year = m.groups()
-    return f"{year.decode()}-{month.decode()}-{day.decode()}"
+    session = f"{year.decode()}-{month.decode()}-{day.decode()}"
+    return session if _trusted(session, fallback) else fallback
+
+
+@functools.lru_cache(maxsize=64)
+def _trusted(session: str, received: str) -> bool:
+    """A real calendar date, not after the day the frame was received (+1 for clocks).
+
+    One hostile frame dated 31/12/9999 would otherwise open a session that every
+    reader takes for the current one; untrusted frames go to the receive date's
+    stream, where the projector dead-letters them for their date.
+    """
+    try:
+        day = date.fromisoformat(session)
+    except ValueError:
+        return False
+    try:
+        return day <= date.fromisoformat(received) + timedelta(days=1)
+    except ValueError:  # no receive date to compare with
+        return True
 
 
 def _as_bytes(frame: str | bytes) -> bytes:
