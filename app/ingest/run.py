@@ -82,7 +82,9 @@ async def run_simulator(redis: Redis, settings: Settings, sim, speed: float, lim
             await flush()
             await writer.close_session(event.at.date().isoformat(), int(event.at.timestamp() * 1000))
             continue
-        batch.append((event.frame, now_ms()))
+        # Stamped with simulated time: a simulated day may lie ahead of the wall clock,
+        # and the writer routes no frame to a day after the one it was received on.
+        batch.append((event.frame, int(event.at.timestamp() * 1000)))
         count += 1
         if len(batch) >= max_batch:
             await writer.append(batch)  # lands while the next batch is simulated
