@@ -179,7 +179,8 @@ async def test_every_frame_sent_is_in_the_stream_once_or_the_gap_is_counted(
             assert (await fake.stats())["frames_generated"] - before["frames_generated"] >= BURST
             log.info("burst frames=%d client_s=%.3f stream_s=%.3f client_fps=%.0f",
                      BURST, client_s, stream_s, BURST / client_s)
-            assert client_s < 1.0, f"the burst took {client_s:.2f} s to reach the client"
+            # Its speed (35k-69k frames/s at the client here) is a figure, not an assertion:
+            # a loaded CI machine must not fail a correctness test on time.
 
             stop.set()
             assert await asyncio.wait_for(ingest, 20) is stream
