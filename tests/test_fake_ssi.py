@@ -527,7 +527,8 @@ async def test_fault_burst_and_stats():
         await until(lambda: fake._burst == 0 and fake.stats.frames_sent == fake.stats.frames_generated - generated)
         stats = (await c.http.get("/_fake/stats")).json()
         burst = stats["frames_generated"] - generated
-        assert 3000 <= burst < 3020 and len(got) <= burst
+        # A few hundred more when the burst stops inside an auction print (one instant).
+        assert 3000 <= burst < 3500 and len(got) <= burst
         assert stats["frames_sent"] == burst and stats["frames_sent_by_conn"] == {neg["ConnectionId"]: burst}
         assert stats["connections_open"] == 1 and stats["tokens_issued"] == 1 and stats["frames_dropped"] == 0
         assert set(stats["subscriptions"][neg["ConnectionId"]]) == set(EVERYTHING.split(","))
