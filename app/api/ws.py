@@ -62,8 +62,15 @@ async def _pump(socket: WebSocket, channel: str, hub: Hub, max_message: int) -> 
         key = "text" if isinstance(payload, str) else "bytes"
         await socket.send({"type": "websocket.send", key: payload})
 
+    closing: list[asyncio.Future] = []
+
     async def close(code: int, reason: str) -> None:
-        await socket.close(code=code, reason=reason)
+        # The hub stops waiting after a while, but the close must not be abandoned: behind
+        # unread pushes it can only go out once the client reads, and until then the
+        # connection still holds a socket and buffers on this node.
+        if not closing:
+            closing.append(asyncio.ensure_future(socket.close(code=code, reason=reason)))
+        await asyncio.shield(closing[0])
 
     client = Client(send, close)
     writer = asyncio.create_task(hub.serve(channel, client))
@@ -72,10 +79,14 @@ async def _pump(socket: WebSocket, channel: str, hub: Hub, max_message: int) -> 
     reader = asyncio.create_task(_read_until_gone(socket, max_message))
     try:
         await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
+        if closing:
+            # A dropped client keeps its address's slot until its close frame is out or it
+            # is gone: released earlier, one address could pin any number of sockets.
+            await asyncio.wait({reader})
     finally:
-        for task in (writer, reader):
+        for task in (writer, reader, *closing):
             task.cancel()
-        await asyncio.gather(writer, reader, return_exceptions=True)
+        await asyncio.gather(writer, reader, *closing, return_exceptions=True)
 
 
 async def _read_until_gone(socket: WebSocket, max_message: int) -> None:
@@ -83,8 +94,9 @@ async def _read_until_gone(socket: WebSocket, max_message: int) -> None:
         event = await socket.receive()
         if event["type"] == "websocket.disconnect":
             return
-        data = event.get("text") or event.get("bytes") or ""
-        if len(data) > max_message:
+        data = event.get("text") or event.get("bytes") or b""
+        # The bound is in bytes: a text message of multi-byte characters is longer on the wire.
+        if len(data) > max_message or (isinstance(data, str) and len(data.encode()) > max_message):
             await socket.close(code=CLOSE_TOO_BIG, reason="message too big")
             return
 
