@@ -264,10 +264,10 @@ def tune_gc() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command != "serve":
-        # Not for an API node: each WebSocket is a reference cycle (uvicorn's protocol and
-        # its transport), and with full collections this rare it would keep every client
-        # that ever left.
+    if args.command in ("ingest", "project", "replay"):
+        # Not where WebSockets are served (serve, demo): each is a reference cycle
+        # (uvicorn's protocol and its transport), and with full collections this rare a
+        # node would keep every client that ever left.
         tune_gc()
     settings = load_settings()
     logs.setup(settings.log_format, settings.log_level)
