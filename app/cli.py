@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 import signal
 import sys
@@ -13,7 +12,7 @@ from datetime import date
 
 import msgspec
 
-from app import logs
+from app import gctune, logs
 from app.config import Settings, load_settings
 from app.store import open_redis
 
@@ -255,20 +254,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 COMMANDS = {"demo": _demo, "fake-ssi": _fake_ssi, "record": _record, "ingest": _ingest, "project": _project, "snapshot": _snapshot, "replay": _replay}
 
 
-def tune_gc() -> None:
-    """Collect garbage less often: folding allocates millions of short-lived,
-    acyclic objects, and at the default threshold (700) the cyclic collector runs
-    so often that it costs a quarter of the fold's throughput."""
-    gc.set_threshold(100_000, 50, 1000)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command in ("ingest", "project", "replay"):
-        # Not where WebSockets are served (serve, demo): each is a reference cycle
-        # (uvicorn's protocol and its transport), and with full collections this rare a
-        # node would keep every client that ever left.
-        tune_gc()
+    gctune.tune()
     settings = load_settings()
     logs.setup(settings.log_format, settings.log_level)
     try:

@@ -147,9 +147,9 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     from tests.conftest import redis_server_binary
 
-    from app.cli import tune_gc
+    from app import gctune
 
-    tune_gc()  # as every stock-tracker command does
+    gctune.tune()  # as every stock-tracker command does
     results = asyncio.run(bench(args.frames, args.seed, redis_server_binary()))
     print(table(results))
     if args.json:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
@@ -21,7 +22,7 @@ from app.api.hub import Hub
 from app.api.routes import MarketController, healthz, metrics_route, readyz, vn30_components
 from app.api.views import channel_state
 from app.api.ws import IpLimiter, ws_foreign, ws_index, ws_market
-from app import logs
+from app import gctune, logs
 from app.config import Settings, load_settings
 from app.store import DEFAULT_URL, redis_from_url
 
@@ -60,9 +61,11 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
         app.state.redis = client
         app.state.hub = hub
         await hub.start()
+        collector = asyncio.create_task(gctune.collect_forever(lambda: hub.departed))
         try:
             yield
         finally:
+            collector.cancel()
             await hub.stop()
             if redis is None:
                 await client.aclose()

@@ -128,6 +128,7 @@ class Hub:
         self.pubsub_up = False
         self._announced: StatusMessage | None = None  # the last status sent to clients
         self._ever_up = False
+        self.departed = 0  # clients gone since start (their connections await collection)
         self._last_push = dict.fromkeys(CHANNELS, 0.0)
         self._scheduled: dict[str, asyncio.Task] = {}
         # The last rendered state per channel, valid until a notice touches it.
@@ -174,6 +175,7 @@ class Hub:
                 self.metrics.drops[channel] += 1
         finally:
             self.clients[channel].discard(client)
+            self.departed += 1
 
     async def current(self, channel: str) -> str:
         """The channel's state as JSON text: cached until a notice changes it, and
