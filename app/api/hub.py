@@ -287,7 +287,6 @@ class Hub:
                 if self.pubsub_up:
                     log.warning("event=pubsub_down error=%s", type(exc).__name__)
                     self.pubsub_up = False
-                    self._dirty.update(dict.fromkeys(CHANNELS, True))
                     self._announce()
                 self.metrics.pubsub_reconnects += 1
                 await _quietly(pubsub.aclose())
