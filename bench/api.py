@@ -726,6 +726,15 @@ async def bench(args: argparse.Namespace, binary: str) -> dict:
     return results
 
 
+def level_note(level: dict) -> str:
+    """What a fan-out level's p99 leaves out: clients that never connected, pushes missed."""
+    if level["connected"] < level["target"]:
+        return f" ({level['connected']:,} connected)"
+    if level["missing"] or level["closed"]:
+        return f" ({level['missing']:,} pushes missed, closed {level['closed']})"
+    return ""
+
+
 def _ms(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{value:,.1f} ms"
 
@@ -746,11 +755,7 @@ def table(r: dict) -> str:
          f"<= {throttle + E2E_MARGIN_MS:.0f} ms (throttle {throttle} + {E2E_MARGIN_MS:.0f})"),
     ]
     for level in f["levels"]:
-        note = ""
-        if level["connected"] < level["target"]:
-            note = f" ({level['connected']:,} connected)"
-        elif level["missing"] or level["closed"]:
-            note = f" ({level['missing']:,} pushes missed, closed {level['closed']})"
+        note = level_note(level)
         rows.append((
             f"fan-out p99 lag, {level['target']:,} clients, 1 worker", _ms(level["p99_ms"]) + note,
             f"{_ms(base['p99_ms'])} (1 client)", f"{level['p99_ms'] / base['p99_ms']:.1f}x",

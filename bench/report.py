@@ -28,6 +28,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from api import E2E_MARGIN_MS, LAG_TARGET_MS, level_note  # noqa: E402  (bench/api.py: one definition)
 
 FULL_FRAMES = 1_000_000
 QUICK_FRAMES = 100_000
@@ -36,8 +39,6 @@ QUICK_FRAMES = 100_000
 INGEST_MIN, INGEST_RATIO = 100_000, 0.8
 FOLD_MIN, FOLD_RATIO = 50_000, 0.5
 REPLAY_MAX_S, REPLAY_FRAMES = 20.0, 1_000_000
-E2E_MARGIN_MS = 25.0
-LAG_TARGET_MS = 200.0
 CAPACITY_MIN = 1_000
 
 
@@ -202,11 +203,7 @@ def rows(core: dict, api: dict) -> list[tuple[str, ...]]:
     f = api["fanout"]
     base = f["baseline"]["p99_ms"]
     for level in f["levels"]:
-        note = ""
-        if level["connected"] < level["target"]:
-            note = f" ({level['connected']:,} connected)"
-        elif level["missing"] or level["closed"]:
-            note = f" ({level['missing']:,} pushes missed, closed {level['closed']})"
+        note = level_note(level)
         ok = (not _nan(level["p99_ms"]) and level["p99_ms"] <= LAG_TARGET_MS and not level["missing"]
               and level["connected"] == level["target"])
         out.append((f"fan-out p99 lag, {level['target']:,} clients, 1 worker", ms(level["p99_ms"]) + note,
