@@ -1,4 +1,4 @@
-"""The JSON shapes served over REST and WebSockets (the seed's models, DESIGN.md rules).
+"""The JSON shapes served over REST and WebSockets (the seed's models, docs/rules.md).
 
 The projections store these same shapes (plus their own bookkeeping fields, in
 subclasses), so a stored hash decodes straight into the response type.
@@ -8,13 +8,23 @@ from __future__ import annotations
 
 import msgspec
 
+# VND as JSON integers; futures points (one decimal) as floats. See app.projections.money.
+Money = int | float
+
+
+class SessionRef(msgspec.Struct, kw_only=True):
+    """Which session a response shows: ``{"date": "2026-11-25", "closed": false}``."""
+
+    date: str
+    closed: bool = False
+
 
 class SessionStats(msgspec.Struct, kw_only=True):
     symbol: str
     mua_chu_dong_volume: int = 0
-    mua_chu_dong_value: float = 0.0
+    mua_chu_dong_value: Money = 0
     ban_chu_dong_volume: int = 0
-    ban_chu_dong_value: float = 0.0
+    ban_chu_dong_value: Money = 0
     neutral_volume: int = 0
     total_volume: int = 0
     last_updated: str | None = None
@@ -50,9 +60,9 @@ class ForeignInvestorData(msgspec.Struct, kw_only=True):
     buy_volume: int = 0
     sell_volume: int = 0
     net_volume: int = 0
-    buy_value: float = 0.0
-    sell_value: float = 0.0
-    net_value: float = 0.0
+    buy_value: Money = 0
+    sell_value: Money = 0
+    net_value: Money = 0
     total_room: int = 0
     current_room: int = 0
     buy_speed_per_min: float = 0.0
@@ -63,9 +73,9 @@ class ForeignInvestorData(msgspec.Struct, kw_only=True):
 
 
 class ForeignTotals(msgspec.Struct, kw_only=True):
-    total_buy_value: float = 0.0
-    total_sell_value: float = 0.0
-    total_net_value: float = 0.0
+    total_buy_value: Money = 0
+    total_sell_value: Money = 0
+    total_net_value: Money = 0
     total_buy_volume: int = 0
     total_sell_volume: int = 0
     total_net_volume: int = 0

@@ -96,3 +96,12 @@ def index(idx: str, value: float, time: str, advances: int = 10, declines: int =
     }
     content.update(extra)
     return broadcast("MI", content)
+
+
+async def register_session(redis, session: str = SESSION) -> None:
+    """Make ``session`` known and current, for tests that write projection hashes by hand
+    (only a session with a folded frame is current)."""
+    from app import keys as K
+
+    await redis.zadd(K.SESSIONS, {session: K.date_score(session)})
+    await redis.hset(K.SessionKeys(session).meta, mapping={"date": session, "frames": 1})

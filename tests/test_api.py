@@ -172,7 +172,7 @@ async def test_two_nodes_show_the_same_market(redis, settings, redis_server, nod
 async def test_a_burst_of_notices_gives_at_most_two_pushes_with_the_final_state(redis, redis_server):
     with ApiServer(redis_server.url, WS_THROTTLE_MS="100") as server:
         keys = K.SessionKeys(F.SESSION)
-        await redis.zadd(K.SESSIONS, {F.SESSION: K.date_score(F.SESSION)})
+        await F.register_session(redis)
         await redis.sadd(keys.members("index"), "VN30")
         await redis.hset(keys.entity("index", "VN30"), mapping={"index_id": "VN30", "value": "0.0"})
         async with websockets.connect(server.ws + "/ws/index") as ws:
@@ -275,7 +275,7 @@ def _raw_websocket(port: int, path: str):
 
 async def test_a_client_that_never_reads_is_dropped_and_delays_nobody(redis, redis_server):
     keys = K.SessionKeys(F.SESSION)
-    await redis.zadd(K.SESSIONS, {F.SESSION: K.date_score(F.SESSION)})
+    await F.register_session(redis)
     symbols = [f"S{i:04d}" for i in range(3000)]
     async with redis.pipeline(transaction=False) as pipe:
         pipe.sadd(keys.members("stats"), *symbols)
@@ -320,7 +320,7 @@ async def test_redis_restart_resyncs_clients_without_a_node_restart(redis_binary
     try:
         client = redis_from_url(store.url)
         keys = K.SessionKeys(F.SESSION)
-        await client.zadd(K.SESSIONS, {F.SESSION: K.date_score(F.SESSION)})
+        await F.register_session(client)
         await client.sadd(keys.members("index"), "VN30")
         await client.hset(keys.entity("index", "VN30"), mapping={"index_id": "VN30", "value": "1.0"})
         with ApiServer(store.url, WS_THROTTLE_MS="20") as server:

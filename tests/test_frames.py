@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.ingest.writer import session_of
+from app.ingest.routing import trading_date_of
 from app.frames import BarMsg, FrameError, IndexMsg, SecurityMsg, UnknownMsg, decode_frame
 from app.projections.session import fold, finish_batch, new_session
 
@@ -50,7 +50,7 @@ def test_captured_mi_frames_project_to_the_last_value_and_a_minute_line():
 
 def test_captured_b_frames_route_to_their_own_session_and_are_not_projected():
     frames = lines("ssi_b_messages.jsonl")
-    sessions = [session_of(f.encode(), "fallback") for f in frames]
+    sessions = [trading_date_of(f.encode()) for f in frames]
     # Three closing-auction fills of 17/07, then the 20/07 session.
     assert sessions[:3] == ["2026-07-17"] * 3
     assert set(sessions[3:]) == {"2026-07-20"}

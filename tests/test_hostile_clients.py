@@ -439,7 +439,7 @@ def lags_ms(records: list[float], sent: dict[int, float], since: float, until_: 
 
 async def seed_board(redis, n: int) -> None:
     keys = K.SessionKeys(F.SESSION)
-    await redis.zadd(K.SESSIONS, {F.SESSION: K.date_score(F.SESSION)})
+    await F.register_session(redis)
     symbols = [f"Z{i:04d}" for i in range(n)]
     async with redis.pipeline(transaction=False) as pipe:
         pipe.sadd(keys.members("stats"), *symbols)

@@ -12,7 +12,8 @@ from app import keys as K
 from app.clock import VN_TZ
 from app.ingest.writer import StreamWriter, close_at_three
 from app.projections import codec, worker
-from app.projections.read import market_snapshot
+from app.projections.read import market_snapshot, resolve_session
+from app.schemas import SessionRef
 from app.projections.session import fold, finish_batch, new_session
 from app.replay import fold_stream, live_hashes, verify
 from tests import factory as F
@@ -21,6 +22,10 @@ from tests.test_frames import FIXTURES
 pytestmark = pytest.mark.anyio
 
 SESSION = F.SESSION
+
+
+RECEIVED = 1_795_600_000_000  # 2026-11-25 11:26:40 in Vietnam
+NEXT_DAY = RECEIVED + 86_400_000
 
 
 def market_frames() -> list[str]:
@@ -83,7 +88,7 @@ async def test_drain_projects_exactly_what_the_pure_fold_computes(redis, setting
     stats = await redis.hgetall(f"st:{{{SESSION}}}:stats:ACB")
     assert stats[b"mua_chu_dong_volume"] == b"100"
     assert stats[b"ban_chu_dong_volume"] == b"300"
-    assert stats[b"mua_chu_dong_value"] == b"2295000.0"
+    assert stats[b"mua_chu_dong_value"] == b"2295000"  # whole VND: an integer
 
 
 async def test_a_second_drain_folds_nothing_twice(redis, settings):
@@ -213,22 +218,24 @@ async def test_captured_fixture_file_projects_both_sessions(redis, settings):
     ]
 
 
-async def test_close_marker_empties_the_current_session_and_keeps_the_day_by_date(redis, settings):
+async def test_a_closed_session_stays_current_until_a_later_one_folds_a_frame(redis, settings):
     writer = await append(redis, market_frames())
     await writer.close_session(SESSION)
     await append(redis, [F.trade("ACB", 22950, 100, 99_999, time="15:01:00")])
     await worker.drain(redis, settings)
+    # Overnight the board keeps the final state of the day, marked closed.
     current = await market_snapshot(redis)
-    assert current.quotes == {} and current.indices == {} and current.foreign is None and current.derivatives is None
-    by_date = await market_snapshot(redis, SESSION)
-    assert by_date.quotes["ACB"].total_volume == 400
+    assert current == await market_snapshot(redis, SESSION)
+    assert current.quotes["ACB"].total_volume == 400
+    assert await resolve_session(redis, None) == SessionRef(date=SESSION, closed=True)
     meta = await redis.hgetall(K.SessionKeys(SESSION).meta)
     assert meta[b"closed"] == b"true" and meta[b"after_close"] == b"1"
     # The next trading date starts from zero: first trade counts LastVol.
-    await append(redis, [F.trade("ACB", 23000, 200, 5_000_000, date="26/11/2026")])
+    await append(redis, [F.trade("ACB", 23000, 200, 5_000_000, date="26/11/2026")], received=NEXT_DAY)
     await worker.drain(redis, settings)
     nxt = await market_snapshot(redis)
     assert nxt.quotes["ACB"].total_volume == 200
+    assert await resolve_session(redis, None) == SessionRef(date="2026-11-26", closed=False)
     assert not await verify(redis, SESSION)
 
 

@@ -6,7 +6,7 @@ from redis.asyncio import Redis
 
 from app import keys as K
 from app.projections.codec import as_str
-from app.projections.read import current_session
+from app.projections.read import newest_session
 from app.projections.worker import stream_position
 
 
@@ -16,7 +16,7 @@ def _ms(entry_id: bytes | str) -> int:
 
 async def projector_lag_ms(redis: Redis, session: str | None = None) -> int | None:
     """Time between the newest frame and the newest folded one (None: no session)."""
-    session = session or await current_session(redis)
+    session = session or await newest_session(redis)
     if session is None:
         return None
     last, checkpoint = await stream_position(redis, session)
@@ -39,7 +39,7 @@ async def render(redis: Redis, hub) -> str:
         for labels, value in samples:
             lines.append(f"{name}{labels} {value}")
 
-    session = await current_session(redis)
+    session = await newest_session(redis)
     if session is not None:
         keys = K.SessionKeys(session)
         async with redis.pipeline(transaction=False) as pipe:

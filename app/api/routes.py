@@ -31,9 +31,9 @@ def _check_date(date: str | None) -> str | None:
 
 
 async def _session(redis: Redis, date: str | None) -> str | None:
-    """The session to read: the given date, or the current one while it is open."""
-    session, is_open = await read.resolve_session(redis, _check_date(date))
-    return session if is_open else None
+    """The session to read: the given date, or the current one (closed or not)."""
+    ref = await read.resolve_session(redis, _check_date(date))
+    return ref.date if ref else None
 
 
 class MarketController(Controller):

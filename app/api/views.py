@@ -21,8 +21,8 @@ async def channel_state(redis: Redis, channel: str) -> str:
     """The current state of a WebSocket channel (the seed's payloads)."""
     if channel == "market":
         return _JSON.encode(await read.market_snapshot(redis)).decode()
-    session, is_open = await read.resolve_session(redis, None)
-    session = session if is_open else None
+    ref = await read.resolve_session(redis, None)
+    session = ref.date if ref else None
     if channel == "foreign":
         return _JSON.encode(await foreign_summary(redis, session)).decode()
     if channel == "index":

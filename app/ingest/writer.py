@@ -1,7 +1,7 @@
 """Ingest: append every frame, unchanged, to the stream of its trading day.
 
 The trading day comes from the frame's own ``TradingDate`` (found with a byte-level
-search, nothing is parsed away), else from the receive time. Frames are appended in
+search, nothing is parsed away) as :mod:`app.ingest.routing` decides. Frames are appended in
 batches through one Lua call per session stream, so a burst costs one round trip;
 an idle feed appends frame by frame with no added delay.
 """
@@ -9,13 +9,11 @@ an idle feed appends frame by frame with no added delay.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Iterable
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 from redis.asyncio import Redis
@@ -24,51 +22,12 @@ from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app import keys as K
-from app.clock import VN_TZ, next_close, now_vn
+from app.clock import next_close, now_vn
+from app.ingest.routing import SessionRouter
 
 log = logging.getLogger("stock_tracker.ingest")
 
 APPEND_LUA = Path(__file__).with_name("append.lua").read_text()
-
-# Matches TradingDate in a double-encoded Content (\"TradingDate\":\"20/07/2026\")
-# as well as in an object Content; any letter case.
-_DATE = re.compile(rb'(?i)tradingdate\\*"\s*:\s*\\*"(\d{2})/(\d{2})/(\d{4})')
-
-
-_DATE_AT = re.compile(rb'TradingDate\\*"\s*:\s*\\*"(\d{2})/(\d{2})/(\d{4})')
-
-
-def session_of(frame: bytes, fallback: str) -> str:
-    """The session date (YYYY-MM-DD) a raw frame belongs to."""
-    at = frame.find(b"TradingDate")
-    # The feed's own spelling is found by a plain search; other casings by regex.
-    m = _DATE_AT.match(frame, at) if at >= 0 else None
-    if m is None:
-        m = _DATE.search(frame)
-    if m is None:
-        return fallback
-    day, month, year = m.groups()
-    session = f"{year.decode()}-{month.decode()}-{day.decode()}"
-    return session if _trusted(session, fallback) else fallback
-
-
-@functools.lru_cache(maxsize=64)
-def _trusted(session: str, received: str) -> bool:
-    """A real calendar date, not after the day the frame was received (+1 for clocks).
-
-    One hostile frame dated 31/12/9999 would otherwise open a session that every
-    reader takes for the current one; untrusted frames go to the receive date's
-    stream, where the projector dead-letters them for their date.
-    """
-    try:
-        day = date.fromisoformat(session)
-    except ValueError:
-        return False
-    try:
-        return day <= date.fromisoformat(received) + timedelta(days=1)
-    except ValueError:  # no receive date to compare with
-        return True
-
 
 def _as_bytes(frame: str | bytes) -> bytes:
     return frame.encode() if isinstance(frame, str) else frame
@@ -94,19 +53,17 @@ class StreamWriter:
         self._sha: str | None = None
         self._inflight: asyncio.Future | None = None
         self._known: set[str] = set()
+        self.router = SessionRouter()
         self.appended = 0
         self.retries = 0
 
     async def append(self, frames: Iterable[tuple[str | bytes, int]]) -> int:
         """Append (frame, receive-time ms) pairs; one script call per session."""
         by_session: dict[str, tuple[list[bytes], list[int]]] = {}
-        fallback_cache: dict[int, str] = {}
+        route = self.router.route
         for frame, received_ms in frames:
             raw = frame if type(frame) is bytes else _as_bytes(frame)
-            fallback = fallback_cache.get(received_ms // 86_400_000)
-            if fallback is None:
-                fallback = fallback_cache[received_ms // 86_400_000] = _vn_date(received_ms)
-            session = session_of(raw, fallback)
+            session = route(raw, received_ms)
             group = by_session.get(session)
             if group is None:
                 group = by_session[session] = ([], [])
@@ -227,10 +184,6 @@ async def delete_session(redis: Redis, session: str) -> None:
     if batch:
         await redis.unlink(*batch)
     await redis.zrem(K.SESSIONS, session)
-
-
-def _vn_date(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, VN_TZ).date().isoformat()
 
 
 def now_ms() -> int:

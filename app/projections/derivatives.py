@@ -4,6 +4,7 @@ from __future__ import annotations
 
 
 from app.futures import is_vn30_future
+from app.projections import money
 from app.projections.quotes import QuoteState, best_bid_ask
 from app.projections.trades import SymbolStats
 from app.schemas import DerivativesData
@@ -44,7 +45,8 @@ def compute(
         last_updated=active.last_updated,
     )
     if active.last_price > 0 and vn30_value > 0:
-        out.basis = active.last_price - vn30_value
+        # Exact in hundredths of a point, served to 2 decimals (no -3.8899999999998727).
+        out.basis = round((money.hundredths(active.last_price) - money.hundredths(vn30_value)) / 100, 2)
         out.basis_pct = out.basis / vn30_value * 100
         out.is_premium = out.basis > 0
     return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 import msgspec
 
 from app.frames import ForeignMsg
+from app.projections import money
 from app.schemas import ForeignInvestorData, ForeignTotals
 
 SPEED_WINDOW = 300
@@ -69,9 +70,9 @@ def apply_foreign(
         _record(window.sell, t, sell - state.sell_volume)
     state.buy_volume, state.sell_volume = buy, sell
     state.net_volume = buy - sell
-    state.buy_value = msg.buy_val or 0.0
-    state.sell_value = msg.sell_val or 0.0
-    state.net_value = state.buy_value - state.sell_value
+    buy_val, sell_val = money.tenths(msg.buy_val or 0.0), money.tenths(msg.sell_val or 0.0)
+    state.buy_value, state.sell_value = money.served(buy_val), money.served(sell_val)
+    state.net_value = money.served(buy_val - sell_val)
     if msg.total_room is not None:
         state.total_room = int(msg.total_room)
     if msg.current_room is not None:
@@ -80,10 +81,11 @@ def apply_foreign(
     _prune(window.buy, newest)
     _prune(window.sell, newest)
     state.latest_time = newest
-    buy_speed, sell_speed = speed(window.buy, t), speed(window.sell, t)
-    state.buy_acceleration = buy_speed - speed(window.buy, t - ACCEL_LAG)
-    state.sell_acceleration = sell_speed - speed(window.sell, t - ACCEL_LAG)
-    state.buy_speed_per_min, state.sell_speed_per_min = buy_speed, sell_speed
+    buy_now, sell_now = window_sum(window.buy, t), window_sum(window.sell, t)
+    state.buy_speed_per_min, state.sell_speed_per_min = buy_now / 5, sell_now / 5
+    # From the integer sums, so an unchanged flow reads exactly 0, not float noise.
+    state.buy_acceleration = (buy_now - window_sum(window.buy, t - ACCEL_LAG)) / 5
+    state.sell_acceleration = (sell_now - window_sum(window.sell, t - ACCEL_LAG)) / 5
     state.last_updated = event_time
     return state
 
@@ -100,15 +102,17 @@ def _prune(deltas: dict[int, int], newest: int) -> None:
 
 
 def summarize(states: dict[str, ForeignState]) -> ForeignSummary:
-    """Totals (summed in symbol order, so floats are reproducible) and top 5 each way."""
+    """Totals (exact, in tenths) and the top 5 each way."""
     summary = ForeignSummary()
     ordered = sorted(states.values(), key=lambda s: s.symbol)
+    buy_val = sell_val = 0
     for s in ordered:
-        summary.total_buy_value += s.buy_value
-        summary.total_sell_value += s.sell_value
+        buy_val += money.as_tenths(s.buy_value)
+        sell_val += money.as_tenths(s.sell_value)
         summary.total_buy_volume += s.buy_volume
         summary.total_sell_volume += s.sell_volume
-    summary.total_net_value = summary.total_buy_value - summary.total_sell_value
+    summary.total_buy_value, summary.total_sell_value = money.served(buy_val), money.served(sell_val)
+    summary.total_net_value = money.served(buy_val - sell_val)
     summary.total_net_volume = summary.total_buy_volume - summary.total_sell_volume
     buyers = sorted((s for s in ordered if s.net_value > 0), key=lambda s: -s.net_value)
     sellers = sorted((s for s in ordered if s.net_value < 0), key=lambda s: s.net_value)

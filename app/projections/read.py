@@ -14,29 +14,49 @@ from app.schemas import (
     IndexData,
     IntradayPoint,
     MarketSnapshot,
+    SessionRef,
     SessionStats,
 )
 
 
-async def current_session(redis: Redis) -> str | None:
-    """The newest session date known, or None."""
+async def newest_session(redis: Redis) -> str | None:
+    """The newest session any writer has appended to (folded or not), or None."""
     newest = await redis.zrange(K.SESSIONS, -1, -1)
     return as_str(newest[0]) if newest else None
 
 
-async def resolve_session(redis: Redis, date: str | None) -> tuple[str | None, bool]:
-    """(session date, open?) for an explicit date or the current session.
+# Sessions examined per round trip while looking for the current one.
+_PROBE = 16
 
-    The current session reads as empty once its 15:00 close marker is folded: the
-    day's final numbers stay available by date.
+
+async def current_session(redis: Redis) -> str | None:
+    """The session readers show: the newest one with at least one folded frame.
+
+    A session holding only dead or skipped entries is never current, so a stray
+    frame cannot blank the board; a closed session stays current (its final state)
+    until a later session folds a frame.
     """
-    if date is not None:
-        return date, True
-    date = await current_session(redis)
+    dates = [as_str(d) for d in await redis.zrevrange(K.SESSIONS, 0, -1)]
+    for start in range(0, len(dates), _PROBE):
+        chunk = dates[start : start + _PROBE]
+        async with redis.pipeline(transaction=False) as pipe:
+            for date in chunk:
+                pipe.hget(K.SessionKeys(date).meta, "frames")
+            folded = await pipe.execute()
+        for date, frames in zip(chunk, folded):
+            if frames is not None and int(frames) > 0:
+                return date
+    return None
+
+
+async def resolve_session(redis: Redis, date: str | None) -> SessionRef | None:
+    """The session to read (an explicit date, else the current one) and whether it is
+    closed; None when there is no current session yet."""
+    date = date if date is not None else await current_session(redis)
     if date is None:
-        return None, False
+        return None
     closed = await redis.hget(K.SessionKeys(date).meta, "closed")
-    return date, closed != b"true" and closed != "true"
+    return SessionRef(date=date, closed=closed in (b"true", "true"))
 
 
 async def _members(redis: Redis, keys: K.SessionKeys, *names: str) -> list[list[str]]:
@@ -105,10 +125,11 @@ async def read_derivatives(redis: Redis, date: str) -> DerivativesData | None:
 
 
 async def market_snapshot(redis: Redis, date: str | None = None) -> MarketSnapshot:
-    """The seed's MarketSnapshot for ``date`` (default: the current, open session)."""
-    session, is_open = await resolve_session(redis, date)
-    if session is None or not is_open:
+    """The seed's MarketSnapshot for ``date`` (default: the current session)."""
+    ref = await resolve_session(redis, date)
+    if ref is None:
         return MarketSnapshot()
+    session = ref.date
     return MarketSnapshot(
         quotes=await read_stats(redis, session),
         indices=await read_indices(redis, session),

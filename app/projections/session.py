@@ -238,7 +238,7 @@ def _apply_security(state: SessionState, msg: SecurityMsg, data_type: str) -> No
         if stats is None:
             stats = state.stats[sym] = trades.SymbolStats(symbol=sym)
         event_time = iso_time(state.meta.date, t) if t is not None else None
-        trades.record_trade(stats, msg, trades.Trade(volume, price, side), event_time)
+        trades.record_trade(stats, msg, trades.Trade(volume, price, side), event_time, futures)
         state.dirty.add(("stats", sym))
         if futures:
             state.stale_views = True

@@ -1,6 +1,6 @@
 """Session stats: active buy / active sell (mua / bán chủ động) per symbol.
 
-Rules (DESIGN.md §2, Trades):
+Rules (docs/rules.md, Trades):
 1. a frame is a trade only if its TotalVol exceeds the largest TotalVol seen for the
    symbol this session (quote-only X updates and reconnect repeats are not trades);
 2. volume = TotalVol - previous largest, or LastVol for the symbol's first trade; with
@@ -14,6 +14,7 @@ from __future__ import annotations
 import msgspec
 
 from app.frames import SecurityMsg
+from app.projections import money
 from app.schemas import SessionStats
 
 BUY = "mua_chu_dong"
@@ -80,16 +81,16 @@ def detect_trade(stats: SymbolStats | None, msg: SecurityMsg, data_type: str) ->
 
 
 def record_trade(
-    stats: SymbolStats, msg: SecurityMsg, trade: Trade, event_time: str | None
+    stats: SymbolStats, msg: SecurityMsg, trade: Trade, event_time: str | None, futures: bool = False
 ) -> None:
-    """Add a classified trade to the symbol's totals."""
-    volume, value = trade.volume, trade.volume * trade.price
+    """Add a classified trade to the symbol's totals (values exact: see money)."""
+    volume = trade.volume
     if trade.side == BUY:
         stats.mua_chu_dong_volume += volume
-        stats.mua_chu_dong_value += value
+        stats.mua_chu_dong_value = money.add(stats.mua_chu_dong_value, volume, trade.price, futures)
     elif trade.side == SELL:
         stats.ban_chu_dong_volume += volume
-        stats.ban_chu_dong_value += value
+        stats.ban_chu_dong_value = money.add(stats.ban_chu_dong_value, volume, trade.price, futures)
     else:
         stats.neutral_volume += volume
     stats.total_volume += volume

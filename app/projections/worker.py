@@ -17,7 +17,6 @@ import socket
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
