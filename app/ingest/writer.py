@@ -45,9 +45,12 @@ class StreamWriter:
     batch carries a number, and Redis keeps the last one this writer appended.
     """
 
-    def __init__(self, redis: Redis, retention_days: int = 7) -> None:
+    def __init__(self, redis: Redis, retention_days: int = 7, give_up_after_s: float | None = None) -> None:
         self.redis = redis
         self.retention_days = retention_days
+        # None: retry forever (the live feed). A one-shot load re-raises Redis's error
+        # once it has been away this long, rather than hang.
+        self.give_up_after_s = give_up_after_s
         self.writer_id = secrets.token_hex(8)
         self._batch = 0
         self._sha: str | None = None
@@ -56,6 +59,11 @@ class StreamWriter:
         self.router = SessionRouter()
         self.appended = 0
         self.retries = 0
+
+    @property
+    def sessions(self) -> list[str]:
+        """The sessions this writer has appended to or closed (pruned ones left out), oldest first."""
+        return sorted(self._known)
 
     async def append(self, frames: Iterable[tuple[str | bytes, int]]) -> int:
         """Append (frame, receive-time ms) pairs; one script call per session."""
@@ -104,10 +112,13 @@ class StreamWriter:
     async def _until_done(self, what: str, op) -> None:
         """Run ``op`` until Redis takes it, waiting out restarts (each attempt is safe to repeat)."""
         delay, failures = 0.05, 0
+        give_up_at = None if self.give_up_after_s is None else time.monotonic() + self.give_up_after_s
         while True:
             try:
                 await op()
             except UNAVAILABLE as exc:
+                if give_up_at is not None and time.monotonic() >= give_up_at:
+                    raise
                 failures += 1
                 self.retries += 1
                 log.warning("event=redis_unavailable op=%s attempt=%d error=%s", what, failures, type(exc).__name__)
