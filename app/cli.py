@@ -1,41 +1,141 @@
-"""The ``stock-tracker`` command line."""
+"""The ``stock-tracker`` command line.
+
+Expected failures (bad input, a missing file, Redis or SSI away, a busy port) end
+with one line, ``stock-tracker: <what is wrong>``, and a non-zero exit; only bugs
+show a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import math
+import re
 import signal
 import sys
 import time
-from datetime import date
+from datetime import date, time as time_of_day
+from pathlib import Path
 
 import msgspec
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app import gctune, logs
+from app.clock import parse_session_date
 from app.config import Settings, load_settings
-from app.store import open_redis
+from app.errors import RedisUnavailable, UserError
+from app.store import check_port, open_redis, redis_url_shown, wait_for_redis
 
 log = logging.getLogger("stock_tracker.cli")
+
+PROG = "stock-tracker"
+
+
+# ---- option types: a bad value is an argparse error (exit 2) naming the option ----
 
 
 def _speed(text: str) -> float:
     if text in ("max", "0"):
         return 0.0
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("speed must be > 0, or 'max'")
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number > 0 or 'max', got {text!r}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number 1-65535, got {text!r}")
+    return value
+
+
+def _session_date(text: str) -> str:
+    try:
+        return parse_session_date(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _sim_date(text: str) -> date:
+    return date.fromisoformat(_session_date(text))
+
+
+_HMS = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
+
+
+def _start_time(text: str) -> time_of_day:
+    m = _HMS.fullmatch(text)
+    try:
+        if m is None:
+            raise ValueError
+        h, mi, s = (int(g) if g else 0 for g in m.groups())
+        return time_of_day(h, mi, s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a time of day HH:MM or HH:MM:SS, got {text!r}") from None
+
+
+def _channels(text: str) -> str:
+    from app.ingest.simulator import ALL_CHANNELS
+
+    channels = [c.strip().upper() for c in text.split(",") if c.strip()]
+    unknown = sorted(set(channels) - ALL_CHANNELS)
+    if not channels or unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown channels {', '.join(unknown) or '(none given)'}; choose from {','.join(sorted(ALL_CHANNELS))}"
+        )
+    return ",".join(channels)
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """--help shows each option's default; options with nothing to show say it in words."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="stock-tracker",
+        prog=PROG,
         description="Real-time Vietnamese market data: SSI FastConnect frames -> Redis stream -> projections.",
+        epilog="One-shot commands wait up to REDIS_WAIT_S seconds (default 30) for an unreachable Redis.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    ing = sub.add_parser(
+    def command(name: str, **kwargs) -> argparse.ArgumentParser:
+        return sub.add_parser(name, formatter_class=_Help, **kwargs)
+
+    ing = command(
         "ingest",
         help="append feed frames to the session streams",
         description="Append every frame, unchanged, to the Redis stream of its trading day.",
@@ -47,33 +147,36 @@ def build_parser() -> argparse.ArgumentParser:
         "--ssi", action="store_true",
         help="the live SSI FastConnect feed (SSI_CONSUMER_ID / SSI_CONSUMER_SECRET; SSI_URL, SSI_STREAM_URL)",
     )
-    ing.add_argument("--seed", type=int, default=1, help="simulator seed (default 1)")
+    ing.add_argument("--seed", type=int, default=1, help="simulator seed")
     ing.add_argument(
-        "--speed", type=_speed, default=0.0,
-        help="simulated seconds per real second; 'max' (default) = as fast as possible, 1 = real time",
+        "--speed", type=_speed, default="max",
+        help="simulated seconds per real second; 'max' = as fast as possible, 1 = real time",
     )
-    ing.add_argument("--frames", type=int, default=None, help="stop after N simulated frames")
-    ing.add_argument("--date", type=date.fromisoformat, default=None, help="first simulated trading date (default today)")
-    ing.add_argument("--days", type=int, default=1, help="simulated trading days (default 1)")
-    ing.add_argument("--activity", type=float, default=1.0, help="simulated trading intensity (default 1.0)")
-    ing.add_argument("--channels", default=None, help="simulated DataTypes, comma list (default X-QUOTE,X-TRADE,R,MI,F)")
+    ing.add_argument("--frames", type=_positive_int, default=None, help="stop after N simulated frames (default: no limit)")
+    ing.add_argument("--date", type=_sim_date, default=None, help="first simulated trading date YYYY-MM-DD (default: today)")
+    ing.add_argument("--days", type=_positive_int, default=1, help="simulated trading days")
+    ing.add_argument("--activity", type=_positive_float, default=1.0, help="simulated trading intensity")
+    ing.add_argument(
+        "--channels", type=_channels, default=None,
+        help="simulated DataTypes, comma list (default: X-QUOTE,X-TRADE,R,MI,F)",
+    )
     ing.add_argument("--futures-naming", choices=("legacy", "krx"), default="legacy", help="VN30 futures codes")
 
-    proj = sub.add_parser(
+    proj = command(
         "project",
         help="fold the streams into projection hashes",
         description="Run a projection worker: fold session streams into Redis hashes, exactly once.",
     )
     proj.add_argument("--drain", action="store_true", help="fold until every stream is consumed, then exit")
 
-    snap = sub.add_parser(
+    snap = command(
         "snapshot",
         help="print the MarketSnapshot JSON",
         description="Print the MarketSnapshot JSON (as /api/market/snapshot serves it).",
     )
-    snap.add_argument("--date", default=None, help="session YYYY-MM-DD (default: the current session)")
+    snap.add_argument("--date", type=_session_date, default=None, help="session YYYY-MM-DD (default: the current session)")
 
-    demo = sub.add_parser(
+    demo = command(
         "demo",
         help="run everything in one process on a simulated market, with the dashboard",
         description=(
@@ -83,19 +186,19 @@ def build_parser() -> argparse.ArgumentParser:
             "in-process fakeredis; the log says which). Ctrl-C stops everything."
         ),
     )
-    demo.add_argument("--host", default="127.0.0.1", help="API bind address (default 127.0.0.1)")
-    demo.add_argument("--port", type=int, default=8000, help="API port (default 8000)")
-    demo.add_argument("--speed", type=_speed, default=1.0, help="simulated seconds per real second (default 1)")
-    demo.add_argument("--seed", type=int, default=1, help="simulator seed (default 1)")
+    demo.add_argument("--host", default="127.0.0.1", help="API bind address")
+    demo.add_argument("--port", type=_port, default=8000, help="API port")
+    demo.add_argument("--speed", type=_speed, default="1", help="simulated seconds per real second ('max' = flat out)")
+    demo.add_argument("--seed", type=int, default=1, help="simulator seed")
 
-    rec = sub.add_parser(
+    rec = command(
         "record",
         help="record the live feed to a JSONL file",
         description="Write every Broadcast string the SSI feed sends, one per line, for a later `ingest --file`.",
     )
     rec.add_argument("--out", required=True, metavar="FILE", help="JSONL file to append to")
 
-    fake = sub.add_parser(
+    fake = command(
         "fake-ssi",
         help="run a fake SSI FastConnect server driven by the simulator",
         description=(
@@ -103,29 +206,33 @@ def build_parser() -> argparse.ArgumentParser:
             "for demos and tests without an SSI account (consumer id/secret: demo/demo)."
         ),
     )
-    fake.add_argument("--host", default="127.0.0.1")
-    fake.add_argument("--port", type=int, default=8900)
-    fake.add_argument("--seed", type=int, default=1)
-    fake.add_argument("--speed", type=_speed, default=1.0, help="simulated seconds per real second (default 1)")
-    fake.add_argument("--activity", type=float, default=1.0)
-    fake.add_argument("--date", type=date.fromisoformat, default=None, help="simulated trading date (default today)")
-    fake.add_argument("--futures-naming", choices=("legacy", "krx"), default="legacy")
+    fake.add_argument("--host", default="127.0.0.1", help="bind address")
+    fake.add_argument("--port", type=_port, default=8900, help="port")
+    fake.add_argument("--seed", type=int, default=1, help="simulator seed")
+    fake.add_argument("--speed", type=_speed, default="1", help="simulated seconds per real second ('max' = flat out)")
+    fake.add_argument("--activity", type=_positive_float, default=1.0, help="simulated trading intensity")
+    fake.add_argument("--date", type=_sim_date, default=None, help="simulated trading date YYYY-MM-DD (default: today)")
+    fake.add_argument(
+        "--start-time", type=_start_time, default=None, metavar="HH:MM[:SS]",
+        help="simulated time of day to start from; the morning before it is skipped (default: the start of the day)",
+    )
+    fake.add_argument("--futures-naming", choices=("legacy", "krx"), default="legacy", help="VN30 futures codes")
 
-    srv = sub.add_parser(
+    srv = command(
         "serve",
         help="serve REST and WebSockets",
         description="Serve the REST API and the /ws/market, /ws/foreign, /ws/index channels (Litestar on uvicorn).",
     )
-    srv.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
-    srv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    srv.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    srv.add_argument("--host", default="127.0.0.1", help="bind address")
+    srv.add_argument("--port", type=_port, default=8000, help="port")
+    srv.add_argument("--workers", type=_positive_int, default=1, help="worker processes")
 
-    rep = sub.add_parser(
+    rep = command(
         "replay",
         help="rebuild or verify a session from its stream",
         description="Rebuild one session's projections from its stream, or --verify the live ones.",
     )
-    rep.add_argument("--date", default=None, help="session YYYY-MM-DD (default: the current session)")
+    rep.add_argument("--date", type=_session_date, default=None, help="session YYYY-MM-DD (default: the current session)")
     rep.add_argument("--verify", action="store_true", help="compare with the live projection; exit 1 on any difference")
     return parser
 
@@ -138,21 +245,50 @@ def _stop_on_signals() -> asyncio.Event:
     return stop
 
 
+def ingest_summary(frames: int, sessions: list[str], seconds: float) -> str:
+    """``ingested 12,345 frames into 2 sessions (2026-11-24, 2026-11-25) in 1.23 s``."""
+    if len(sessions) > 4:
+        listed = f" ({sessions[0]} .. {sessions[-1]})"
+    else:
+        listed = f" ({', '.join(sessions)})" if sessions else ""
+    noun = "session" if len(sessions) == 1 else "sessions"
+    return f"ingested {frames:,} frames into {len(sessions)} {noun}{listed} in {seconds:.2f} s"
+
+
 async def _ingest(args: argparse.Namespace, settings: Settings) -> int:
-    from app.ingest.run import ingest_file, ingest_simulated
+    from app.ingest.run import check_readable_file, ingest_file, ingest_simulated
+    from app.ingest.writer import UNAVAILABLE, StreamWriter
 
-    async with open_redis(settings) as redis:
-        if args.ssi:
-            from app.ingest.live import run_live
+    if args.ssi:
+        from app.ingest.live import require_credentials, run_live
 
+        require_credentials(settings)
+        async with open_redis(settings) as redis:
+            await wait_for_redis(redis, settings, None)  # a live feed waits as long as it takes
             stream = await run_live(redis, settings, _stop_on_signals())
-            log.info("event=ingest_done frames=%d connects=%d", stream.frames, stream.connects)
-            return 0
-        if args.file:
-            n = await ingest_file(redis, settings, args.file)
-        else:
-            n = await ingest_simulated(redis, settings, args)
-    log.info("event=ingest_done frames=%d", n)
+        log.info("event=ingest_done frames=%d connects=%d", stream.frames, stream.connects)
+        return 0
+    if args.file:
+        check_readable_file(args.file)
+    started = time.perf_counter()
+    async with open_redis(settings) as redis:
+        await wait_for_redis(redis, settings, settings.redis_wait_s)
+        writer = StreamWriter(redis, settings.stream_retention_days, give_up_after_s=settings.redis_wait_s)
+        try:
+            if args.file:
+                n = await ingest_file(redis, settings, args.file, writer=writer)
+            else:
+                n = await ingest_simulated(redis, settings, args, writer=writer)
+        except UNAVAILABLE as exc:
+            if isinstance(exc, OSError) and exc.filename:
+                raise
+            raise RedisUnavailable(
+                f"cannot reach Redis at {redis_url_shown(settings)} after {settings.redis_wait_s:g} s (REDIS_URL); "
+                f"stopped after {writer.appended:,} frames"
+            ) from None
+    elapsed = time.perf_counter() - started
+    log.info("event=ingest_done frames=%d sessions=%d seconds=%.2f", n, len(writer.sessions), elapsed)
+    print(f"{PROG}: {ingest_summary(n, writer.sessions, elapsed)}", file=sys.stderr)
     return 0
 
 
@@ -161,6 +297,7 @@ async def _project(args: argparse.Namespace, settings: Settings) -> int:
 
     async with open_redis(settings) as redis:
         if args.drain:
+            await wait_for_redis(redis, settings, settings.redis_wait_s)
             n = await worker.drain(redis, settings)
             log.info("event=drain_done entries=%d", n)
             return 0
@@ -172,6 +309,7 @@ async def _snapshot(args: argparse.Namespace, settings: Settings) -> int:
     from app.projections.read import market_snapshot
 
     async with open_redis(settings) as redis:
+        await wait_for_redis(redis, settings, settings.redis_wait_s)
         snapshot = await market_snapshot(redis, args.date)
     sys.stdout.buffer.write(msgspec.json.encode(snapshot) + b"\n")
     return 0
@@ -183,11 +321,11 @@ async def _replay(args: argparse.Namespace, settings: Settings) -> int:
     from app.projections.read import current_session
 
     async with open_redis(settings) as redis:
+        await wait_for_redis(redis, settings, settings.redis_wait_s)
         session = args.date or await current_session(redis)
         if session is None:
-            print("no session to replay", file=sys.stderr)
-            return 2
-        total = await redis.xlen(f"st:{{{session}}}:frames")
+            raise UserError("no session to replay: none has been folded yet (give --date YYYY-MM-DD)")
+        total = await replay.check_session(redis, session)
         progress = Progress(total, f"replay {session}")
         started = time.perf_counter()
         if args.verify:
@@ -214,11 +352,15 @@ async def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _record(args: argparse.Namespace, settings: Settings) -> int:
-    from pathlib import Path
+    from app.ingest.live import record, require_credentials
 
-    from app.ingest.live import record
-
-    n = await record(settings, Path(args.out), _stop_on_signals())
+    require_credentials(settings)
+    out = Path(args.out)
+    if out.is_dir():
+        raise UserError(f"{out} is a directory (--out wants a file to append to)")
+    if not out.parent.is_dir():
+        raise UserError(f"no such directory: {out.parent} (for --out {out})")
+    n = await record(settings, out, _stop_on_signals())
     log.info("event=record_done frames=%d out=%s", n, args.out)
     return 0
 
@@ -226,9 +368,10 @@ async def _record(args: argparse.Namespace, settings: Settings) -> int:
 async def _fake_ssi(args: argparse.Namespace, settings: Settings) -> int:
     from app.ingest.fake_ssi import serve_fake
 
+    check_port(args.host, args.port)
     await serve_fake(
         args.host, args.port, seed=args.seed, speed=args.speed, activity=args.activity,
-        start=args.date, futures_naming=args.futures_naming,
+        start=args.date, futures_naming=args.futures_naming, open_at=args.start_time,
     )
     return 0
 
@@ -236,6 +379,7 @@ async def _fake_ssi(args: argparse.Namespace, settings: Settings) -> int:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    check_port(args.host, args.port)
     uvicorn.run(
         "app.api.app:create_app",
         factory=True,
@@ -254,17 +398,43 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 COMMANDS = {"demo": _demo, "fake-ssi": _fake_ssi, "record": _record, "ingest": _ingest, "project": _project, "snapshot": _snapshot, "replay": _replay}
 
 
+def _fail(message: str, code: int = 1) -> int:
+    print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; expected failures become one line on stderr and the exit code."""
     args = build_parser().parse_args(argv)
     gctune.tune()
-    settings = load_settings()
-    logs.setup(settings.log_format, settings.log_level)
+    try:
+        settings = load_settings()
+        logs.setup(settings.log_format, settings.log_level)
+    except SystemExit as exc:  # load_settings names the bad variable
+        return _fail(str(exc.code), 2)
+    except ValueError as exc:  # logging refuses an unknown level
+        return _fail(f"invalid LOG_LEVEL: {exc}", 2)
     try:
         if args.command == "serve":  # uvicorn runs its own event loop (and processes)
             return _serve(args, settings)
         return asyncio.run(COMMANDS[args.command](args, settings))
     except KeyboardInterrupt:
         return 130
+    except UserError as exc:
+        return _fail(exc.message, exc.code)
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        return _fail(f"lost Redis at {redis_url_shown(settings)} (REDIS_URL): {exc}")
+    except OSError as exc:
+        if exc.filename is None:
+            raise  # not a file we were given: a bug, keep the traceback
+        return _fail(f"{exc.filename}: {exc.strerror}")
+    except Exception as exc:
+        # A FeedError can only come from a loaded signalr module; importing it here
+        # would slow every other command's start-up.
+        signalr = sys.modules.get("app.ingest.signalr")
+        if signalr is not None and isinstance(exc, signalr.FeedError):  # its message is safe to show
+            return _fail(f"SSI FastConnect at {settings.ssi_url} (SSI_URL): {exc}")
+        raise
 
 
 if __name__ == "__main__":

@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, time, timedelta, timezone
 
 # Vietnam has had no DST since 1975; a fixed offset avoids a tzdata dependency.
 VN_TZ = timezone(timedelta(hours=7), "Asia/Ho_Chi_Minh")
 SESSION_CLOSE = time(15, 0)
+
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def parse_session_date(text: str) -> str:
+    """A session date as given on the command line or in ``?date=``: ``YYYY-MM-DD``,
+    a real calendar day; ValueError (with a message fit to show) otherwise."""
+    if _ISO_DATE.fullmatch(text):
+        try:
+            date.fromisoformat(text)
+            return text
+        except ValueError:
+            pass
+    raise ValueError(f"date must be a real calendar date YYYY-MM-DD: {text!r}")
 
 
 def parse_trading_date(text: str) -> date:

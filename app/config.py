@@ -17,6 +17,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """
 
     redis_url: str = ""
+    redis_wait_s: float = 30.0  # how long one-shot commands wait for an unreachable Redis
     stream_retention_days: int = 7
     projector_batch: int = 1000
     projector_block_ms: int = 1000
@@ -47,12 +48,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             if name in _SECRET_FIELDS and value:
                 value = "***"
             elif name == "redis_url":
-                value = _mask_password(value)
+                value = mask_password(value)
             shown.append(f"{name}={value!r}")
         return f"Settings({', '.join(shown)})"
 
 
-def _mask_password(url: str) -> str:
+def mask_password(url: str) -> str:
     """redis://user:secret@host -> redis://user:***@host."""
     scheme, sep, rest = url.partition("://")
     creds, at, host = rest.rpartition("@")
@@ -64,6 +65,7 @@ def _mask_password(url: str) -> str:
 
 _ENV = {
     "redis_url": "REDIS_URL",
+    "redis_wait_s": "REDIS_WAIT_S",
     "stream_retention_days": "STREAM_RETENTION_DAYS",
     "projector_batch": "PROJECTOR_BATCH",
     "projector_block_ms": "PROJECTOR_BLOCK_MS",
@@ -95,4 +97,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     try:
         return msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as exc:
-        raise SystemExit(f"invalid setting: {exc}") from None
+        text = str(exc)
+        for field, var in _ENV.items():  # name the variable the user set, not our field
+            text = text.replace(f"`$.{field}`", var)
+        raise SystemExit(f"invalid setting: {text}") from None

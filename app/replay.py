@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 
 from app import keys as K
+from app.errors import UserError
 from app.progress import Progress
 from app.store import hgetall_many
 from app.projections import codec
@@ -105,6 +106,26 @@ async def verify(redis: Redis, date: str, progress: Progress | None = None) -> D
     return compare(await live_hashes(redis, date), rebuilt)
 
 
+async def check_session(redis: Redis, date: str) -> int:
+    """The length of a known session's stream; UserError for a date with no session.
+
+    Replaying a stream that is not there would "rebuild" empty projections, or
+    verify nothing against nothing and call it identical.
+    """
+    keys = K.SessionKeys(date)
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.zscore(K.SESSIONS, date)
+        pipe.exists(keys.frames)
+        pipe.xlen(keys.frames)
+        registered, exists, length = await pipe.execute()
+    if registered is None or not exists:
+        known = [d.decode() if isinstance(d, bytes) else d for d in await redis.zrevrange(K.SESSIONS, 0, 4)]
+        hint = f"newest: {', '.join(known)}" if known else "no sessions at all"
+        missing = "no stream" if not exists else "not in " + K.SESSIONS
+        raise UserError(f"no session {date} to replay ({missing}; {hint})")
+    return length
+
+
 async def rebuild(redis: Redis, date: str, progress: Progress | None = None) -> SessionState:
     """Replace a session's projections with a replay of its whole stream.
 
@@ -114,7 +135,7 @@ async def rebuild(redis: Redis, date: str, progress: Progress | None = None) -> 
     keys = K.SessionKeys(date)
     owner = "replay"
     if not await redis.set(keys.lease, owner, nx=True, px=600_000):
-        raise RuntimeError(f"session {date} is being projected; stop the projector first")
+        raise UserError(f"session {date} is being projected; stop the projector first")
     try:
         state, dead = await fold_stream(redis, date, progress=progress)
         hashes = codec.encode_all(state, keys)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import logging
 import shutil
 import socket
@@ -12,8 +14,12 @@ from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.exceptions import AuthenticationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from app.config import Settings
+from app.config import Settings, mask_password
+from app.errors import RedisUnavailable, UserError
 
 log = logging.getLogger("stock_tracker.store")
 
@@ -37,7 +43,11 @@ async def open_redis(settings: Settings, embedded: bool = False) -> AsyncIterato
     in-process fakeredis (single process only).
     """
     if settings.redis_url or not embedded:
-        client = redis_from_url(settings.redis_url or DEFAULT_URL)
+        url = settings.redis_url or DEFAULT_URL
+        try:
+            client = redis_from_url(url)
+        except ValueError as exc:
+            raise UserError(f"REDIS_URL is not a Redis URL ({exc}): {mask_password(url)}") from None
         try:
             yield client
         finally:
@@ -61,6 +71,50 @@ async def open_redis(settings: Settings, embedded: bool = False) -> AsyncIterato
         yield client
     finally:
         await client.aclose()
+
+
+def redis_url_shown(settings: Settings) -> str:
+    """The Redis URL a command uses, password masked, for messages."""
+    return mask_password(settings.redis_url or DEFAULT_URL)
+
+
+async def wait_for_redis(redis: Redis, settings: Settings, wait_s: float | None) -> None:
+    """Return once Redis answers PING; give up after ``wait_s`` seconds (None: never).
+
+    One-shot commands wait out a short restart but end with one clear line rather
+    than hang; long-running ones wait as long as it takes.
+    """
+    wait_s = None if wait_s is None else max(wait_s, 0.0)
+    started = time.monotonic()
+    deadline = None if wait_s is None else started + wait_s
+    # A short wait ends in one line of its own; only a long one is worth a log line meanwhile.
+    next_log = started if wait_s is None else started + 5
+    delay, attempts = 0.05, 0
+    while True:
+        try:
+            # A host that drops packets would hold a bare PING for minutes.
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.2)
+            await asyncio.wait_for(redis.ping(), timeout=left)
+        except AuthenticationError as exc:  # waiting will not fix a refused password
+            raise UserError(f"Redis at {redis_url_shown(settings)} refused us: {exc} (REDIS_URL)") from None
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            attempts += 1
+            if deadline is not None and time.monotonic() + delay > deadline:
+                raise RedisUnavailable(
+                    f"cannot reach Redis at {redis_url_shown(settings)} after {wait_s:g} s (REDIS_URL)"
+                ) from None
+            if time.monotonic() >= next_log:
+                next_log += 10
+                log.warning(
+                    "event=redis_wait url=%s error=%s waited_s=%.0f",
+                    redis_url_shown(settings), type(exc).__name__, time.monotonic() - started,
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+            continue
+        if attempts:
+            log.info("event=redis_back attempts=%d", attempts + 1)
+        return
 
 
 async def hgetall_many(redis: Redis, keys: list[str], chunk: int = 500) -> dict[str, dict[str, str]]:
@@ -87,6 +141,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def check_port(host: str, port: int, option: str = "--port") -> None:
+    """Raise a UserError unless ``host:port`` can be listened on (as uvicorn would)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise UserError(f"cannot listen on {host}:{port}: unknown host ({exc.strerror})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise UserError(f"port {port} on {host} is already in use (choose another with {option})") from None
+            raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
 class private_redis_server:
     """A throw-away ``redis-server`` on a free port with its files in a temp dir."""
 
@@ -102,6 +173,14 @@ class private_redis_server:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> str:
+        """Start the server and return its URL; on any failure nothing is left behind."""
+        try:
+            return self._start()
+        except BaseException:
+            self.cleanup()
+            raise
+
+    def _start(self) -> str:
         args = [
             self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
             "--save", "", "--appendonly", "yes" if self.appendonly else "no",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Annotated
 
@@ -16,18 +15,21 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from app import keys as K
 from app.api import metrics
 from app.api.views import foreign_summary
+from app.clock import parse_session_date
 from app.projections import read
 from app.projections.codec import as_str
 from app.schemas import DerivativesData, ForeignSummary, IndexData, MarketSnapshot, SessionStats
 
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 DateParam = QueryParameter(required=False, description="Session (trading date) YYYY-MM-DD; default: the current session")
 
 
 def _check_date(date: str | None) -> str | None:
-    if date is not None and not _DATE.match(date):
-        raise ValidationException(detail=f"date must be YYYY-MM-DD, got {date!r}")
-    return date
+    if date is None:
+        return None
+    try:
+        return parse_session_date(date)
+    except ValueError as exc:  # a 200 with an empty body would look like a quiet market
+        raise ValidationException(detail=str(exc)) from None
 
 
 async def _session(redis: Redis, date: str | None) -> str | None:

@@ -16,14 +16,17 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+import httpx
 import orjson
 from redis.asyncio import Redis
 
 from app import keys as K
 from app.clock import now_vn
 from app.config import Settings
+from app.errors import UserError
 from app.futures import front_and_next
 from app.ingest.signalr import (
+    AuthError,
     FastConnectStream,
     FeedConfig,
     FeedError,
@@ -48,6 +51,35 @@ def feed_config(settings: Settings, channels: tuple[str, ...] = ()) -> FeedConfi
         channels=channels,
         switch_mode=settings.ssi_switch_mode,
     )
+
+
+def require_credentials(settings: Settings) -> None:
+    """Fail at once, in one line, when the SSI credentials are not configured."""
+    missing = [
+        var for var, value in (("SSI_CONSUMER_ID", settings.ssi_consumer_id), ("SSI_CONSUMER_SECRET", settings.ssi_consumer_secret))
+        if not value
+    ]
+    if missing:
+        raise UserError(
+            f"no SSI FastConnect credentials: set {' and '.join(missing)} "
+            "(or try `stock-tracker demo`, or `stock-tracker fake-ssi` with SSI_URL / SSI_STREAM_URL)"
+        )
+
+
+async def authenticate(settings: Settings, tokens: TokenSource) -> bool:
+    """Take a first AccessToken: refused credentials end the command (retrying will not
+    fix them); SSI unreachable is left to the usual retries. True when a token was issued."""
+    try:
+        await tokens.get()
+    except AuthError as exc:
+        if "(HTTP 5" in str(exc):  # SSI itself failing, not a verdict on the credentials
+            log.warning("event=feed_unreachable detail=%s", exc)
+            return False
+        raise UserError(f"SSI refused the credentials SSI_CONSUMER_ID / SSI_CONSUMER_SECRET at {settings.ssi_url}: {exc}") from None
+    except FeedError as exc:
+        log.warning("event=feed_unreachable detail=%s", exc)
+        return False
+    return True
 
 
 async def vn30_components(redis: Redis, config: FeedConfig, tokens: TokenSource) -> list[str]:
@@ -97,9 +129,15 @@ def status_publisher(redis: Redis, gaps: Callable[[], int] | None = None):
 
 async def run_live(redis: Redis, settings: Settings, stop: asyncio.Event) -> FastConnectStream:
     """Stream SSI into the session streams until ``stop``; 15:00 close markers included."""
+    require_credentials(settings)
     bootstrap = feed_config(settings)
     stream = FastConnectStream(bootstrap, on_frame=_noop)
-    symbols = await vn30_components(redis, bootstrap, stream.tokens)
+    try:
+        await authenticate(settings, stream.tokens)
+        symbols = await vn30_components(redis, bootstrap, stream.tokens)
+    except BaseException:
+        await stream.http.aclose()
+        raise
     config = feed_config(settings, await channels_for(settings, symbols))
     writer = StreamWriter(redis, settings.stream_retention_days)
     queue: asyncio.Queue = asyncio.Queue(QUEUE_BOUND)
@@ -126,10 +164,20 @@ async def run_live(redis: Redis, settings: Settings, stop: asyncio.Event) -> Fas
 
 async def record(settings: Settings, out: Path, stop: asyncio.Event, symbols: list[str] | None = None) -> int:
     """Write what the feed sends, one Broadcast string per line (for ``ingest --file``)."""
+    require_credentials(settings)
     bootstrap = feed_config(settings)
     probe = FastConnectStream(bootstrap, on_frame=_noop)
     if symbols is None:
-        symbols = await fetch_index_components(bootstrap, probe.tokens, "VN30")
+        try:
+            await authenticate(settings, probe.tokens)
+            symbols = await fetch_index_components(bootstrap, probe.tokens, "VN30")
+        except (FeedError, httpx.HTTPError) as exc:
+            # Nothing cached to fall back on here: recording needs the constituents now.
+            detail = str(exc) if isinstance(exc, FeedError) else type(exc).__name__
+            raise UserError(f"cannot fetch the VN30 constituents from {settings.ssi_url} (SSI_URL): {detail}") from None
+        finally:
+            if symbols is None:
+                await probe.http.aclose()
     config = feed_config(settings, await channels_for(settings, symbols))
     written = 0
     with open(out, "a", encoding="utf-8") as fh:

@@ -11,6 +11,7 @@ import time
 from redis.asyncio import Redis
 
 from app.config import Settings
+from app.errors import UserError
 from app.ingest.writer import StreamWriter, now_ms, read_file
 from app.progress import Progress
 
@@ -21,9 +22,21 @@ log = logging.getLogger("stock_tracker.ingest")
 FILE_CHUNK = 4000
 
 
-async def ingest_file(redis: Redis, settings: Settings, path: str, progress: bool | None = None) -> int:
+def check_readable_file(path: str) -> None:
+    """UserError unless ``path`` is a regular file we may read (checked before Redis is)."""
+    if os.path.isdir(path):
+        raise UserError(f"{path} is a directory, not a JSONL file of frames")
+    if not os.path.exists(path):
+        raise UserError(f"no such file: {path}")
+    if not os.access(path, os.R_OK):
+        raise UserError(f"cannot read {path}: permission denied")
+
+
+async def ingest_file(
+    redis: Redis, settings: Settings, path: str, progress: bool | None = None, writer: StreamWriter | None = None
+) -> int:
     """Append every line of a JSONL file; returns frames appended."""
-    writer = StreamWriter(redis, settings.stream_retention_days)
+    writer = writer or StreamWriter(redis, settings.stream_retention_days)
     bar = Progress(None, f"ingest {os.path.basename(path)}", enabled=progress)
     async for lines in read_file(path, chunk=FILE_CHUNK):
         received = now_ms()
@@ -34,7 +47,9 @@ async def ingest_file(redis: Redis, settings: Settings, path: str, progress: boo
     return writer.appended
 
 
-async def ingest_simulated(redis: Redis, settings: Settings, args: argparse.Namespace) -> int:
+async def ingest_simulated(
+    redis: Redis, settings: Settings, args: argparse.Namespace, writer: StreamWriter | None = None
+) -> int:
     """Run the market simulator into the streams, paced by ``args.speed`` (0 = max)."""
     from app.ingest.simulator import DEFAULT_CHANNELS, MarketSimulator
 
@@ -51,12 +66,14 @@ async def ingest_simulated(redis: Redis, settings: Settings, args: argparse.Name
         futures_naming=args.futures_naming,
         activity=args.activity,
     )
-    return await run_simulator(redis, settings, sim, args.speed, args.frames)
+    return await run_simulator(redis, settings, sim, args.speed, args.frames, writer=writer)
 
 
-async def run_simulator(redis: Redis, settings: Settings, sim, speed: float, limit: int | None) -> int:
+async def run_simulator(
+    redis: Redis, settings: Settings, sim, speed: float, limit: int | None, writer: StreamWriter | None = None
+) -> int:
     """Append simulator events; session-close markers at simulated 15:00."""
-    writer = StreamWriter(redis, settings.stream_retention_days)
+    writer = writer or StreamWriter(redis, settings.stream_retention_days)
     batch: list[tuple[str, int]] = []
     count = 0
     first_at = None
