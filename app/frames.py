@@ -20,11 +20,17 @@ MAX_FRAME_BYTES = 256 * 1024
 Amount = Annotated[float, Meta(ge=0, le=1e16)]
 Signed = Annotated[float, Meta(ge=-1e16, le=1e16)]
 Text = Annotated[str, Meta(max_length=64)]
-Symbol = Annotated[str, Meta(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.\-]+$")]
+# Whole-string patterns end in \Z: "$" also matches before a trailing newline, so
+# "VNM\n" would pass and make a second row. Symbols are upper case, as SSI sends them
+# (a lower-case one would be another row for the same stock); index ids are SSI's own
+# mixed-case names (VNINDEX, HNXIndex, UpcomIndex).
+Symbol = Annotated[str, Meta(min_length=1, max_length=32, pattern=r"^[A-Z0-9_.\-]+\Z")]
+IndexId = Annotated[str, Meta(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.\-]+\Z")]
 # [0-9], not \d: \d also takes other scripts' digits, which int() reads, so "١٠:٣٠:٠٠"
-# would pass as 10:30:00 and every such spelling would grow the time cache.
-TradingDate = Annotated[str, Meta(pattern=r"^[0-9]{2}/[0-9]{2}/[0-9]{4}$")]
-Hms = Annotated[str, Meta(pattern=r"^[0-9]{2}:[0-9]{2}:[0-9]{2}$")]
+# would pass as 10:30:00 and every such spelling would grow the time cache. The ranges
+# (a real time, a real calendar date) are checked where the values are read.
+TradingDate = Annotated[str, Meta(pattern=r"^[0-9]{2}/[0-9]{2}/[0-9]{4}\Z")]
+Hms = Annotated[str, Meta(pattern=r"^[0-9]{2}:[0-9]{2}:[0-9]{2}\Z")]
 
 BOOK_DEPTH = 10
 
@@ -120,7 +126,7 @@ class ForeignMsg(_Base):
 class IndexMsg(_Base):
     """MI: one index value with breadth."""
 
-    index_id: Symbol
+    index_id: IndexId
     index_value: Amount | None = None
     prior_index_value: Amount | None = None
     change: Signed | None = None
@@ -314,5 +320,25 @@ def _decode_general(raw: str | bytes) -> Frame:
     try:
         msg = msgspec.convert(content, kind, strict=False)
     except msgspec.ValidationError as exc:
-        raise FrameError(f"{data_type}: {exc}") from None
+        raise FrameError(f"{data_type}: {_reason(exc, content)}") from None
     return Frame(data_type, msg)
+
+
+_PATTERN_HINTS = {
+    "Symbol": "upper-case letters, digits, . _ -",
+    "IndexId": "letters, digits, . _ -",
+    "Time": "HH:mm:ss",
+    "TradingDate": "dd/MM/yyyy",
+}
+
+
+def _reason(exc: msgspec.ValidationError, content: dict[str, Any]) -> str:
+    """A dead-letter reason a person can read: the field, its value, what was expected."""
+    text = str(exc)
+    field = text.rpartition("`$.")[2].rstrip("`") if "`$." in text else ""
+    if "matching regex" in text and field in _PATTERN_HINTS:
+        value = repr(content.get(field))
+        if len(value) > 32:  # a reason, not a copy of a hostile megabyte
+            value = f"of {len(value) - 2} characters"
+        return f"bad {field} {value} (expected {_PATTERN_HINTS[field]})"
+    return text
