@@ -1,4 +1,4 @@
-"""DESIGN.md §2, rule by rule, on the pure fold (no Redis)."""
+"""docs/rules.md, rule by rule, on the pure fold (no Redis)."""
 
 from __future__ import annotations
 

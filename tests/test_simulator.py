@@ -117,7 +117,7 @@ def _book(c, side, depth=10):
     return [(c[f"{side}Price{i}"], c[f"{side}Vol{i}"]) for i in range(1, depth + 1)]
 
 
-# ---- tick and limit helpers (PROTOCOL §6, §9.3) ---------------------------------
+# ---- tick and limit helpers (docs/ssi.md, Tick sizes, price bands and lots) -------
 
 
 @pytest.mark.parametrize("ref, ceiling, floor", [

@@ -53,7 +53,7 @@ def serving(**kwargs) -> Iterator[tuple[FakeFastConnect, SimpleNamespace]]:
     thread.start()
     wait_for(lambda: server.started or not thread.is_alive(), what="uvicorn startup")
     assert thread.is_alive(), "the fake server did not start"
-    # The SDK's config object: plain http, so the stream goes over ws:// (PROTOCOL.md §2.3).
+    # The SDK's config object: plain http, so the stream goes over ws:// (docs/ssi.md, Hosts).
     config = SimpleNamespace(url=base, stream_url=base, auth_type="Bearer", consumerID="demo", consumerSecret="demo")
     try:
         yield fake, config
@@ -107,7 +107,7 @@ def test_sdk_token_rest_and_stream():
         stream.start(messages.put, errors.append, "X-QUOTE:ALL")
         got = collect(messages, lambda g: len(g) >= 30)
         for message in got:
-            # The SDK decodes the envelope once; Content stays a JSON string (PROTOCOL.md §4).
+            # The SDK decodes the envelope once; Content stays a JSON string (docs/ssi.md, Message envelope).
             assert message["DataType"] == "X-QUOTE" and isinstance(message["Content"], str)
             content = json.loads(message["Content"])
             assert content["RType"] == "X-QUOTE" and content["TradingDate"] == "20/07/2026"

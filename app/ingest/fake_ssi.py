@@ -1,6 +1,6 @@
 """A fake SSI FastConnect Data server (REST + classic SignalR 2.x) fed by the simulator.
 
-It speaks the wire protocol of PROTOCOL.md §1, §2, §3 and §7 closely enough for SSI's
+It speaks the wire protocol of docs/ssi.md (AccessToken, REST, SignalR, channels) closely enough for SSI's
 official Python SDK and for raw SignalR clients: AccessToken, Bearer-checked REST,
 negotiate/connect/start/ping/abort/reconnect, the init frame, keep-alives, hub
 invocation results and ``Broadcast`` frames carrying the simulator's strings unchanged.
@@ -401,7 +401,7 @@ class FakeFastConnect:
         claims = {"sub": self.consumer_id, "iss": "fake-fc-data", "jti": uuid.uuid4().hex,
                   "iat": now, "nbf": now, "exp": exp}
         # Some clients decode the payload as standard base64, some as base64url: keep it to
-        # [A-Za-z0-9] so both read it (PROTOCOL.md §1.2).
+        # [A-Za-z0-9] so both read it (docs/ssi.md, AccessToken).
         for n in itertools.count():
             claims["n"] = n
             payload = _b64(json.dumps(claims, separators=(",", ":")).encode())

@@ -1,6 +1,6 @@
 """SSI FastConnect Data client: classic ASP.NET SignalR 2.x over WebSockets.
 
-The handshake of PROTOCOL.md §2: AccessToken -> negotiate -> connect -> start ->
+The handshake of docs/ssi.md (SignalR connection): AccessToken -> negotiate -> connect -> start ->
 SwitchChannels, then a receive loop that hands every Broadcast argument, unchanged,
 to the ingest. A watchdog reconnects when nothing (keep-alives included) arrives
 within the server's KeepAliveTimeout; reconnects back off exponentially with jitter,

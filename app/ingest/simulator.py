@@ -2,7 +2,7 @@
 
 Each frame is the exact string SSI's hub passes as ``A[0]``: compact outer JSON
 whose ``Content`` is itself a compact JSON string, with field orders, float
-formatting and timestamps as in the real feed (PROTOCOL.md §4, §8, §11.2).
+formatting and timestamps as in the real feed (docs/ssi.md: Message envelope, Sample frames).
 """
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ class SimEvent(NamedTuple):
 
 
 # ---------------------------------------------------------------------------
-# Prices: HOSE tick table and price limits (PROTOCOL §6, §9.2, §9.3)
+# Prices: HOSE tick table and price limits (docs/ssi.md, Tick sizes, price bands and lots)
 # ---------------------------------------------------------------------------
 
 
