@@ -263,8 +263,7 @@ async def _ingest(args: argparse.Namespace, settings: Settings) -> int:
         from app.ingest.live import require_credentials, run_live
 
         require_credentials(settings)
-        async with open_redis(settings) as redis:
-            await wait_for_redis(redis, settings, None)  # a live feed waits as long as it takes
+        async with open_redis(settings) as redis:  # run_live waits for Redis as long as it takes
             stream = await run_live(redis, settings, _stop_on_signals())
         log.info("event=ingest_done frames=%d connects=%d", stream.frames, stream.connects)
         return 0

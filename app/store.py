@@ -13,8 +13,9 @@ import time
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
+from redis import Redis as SyncRedis
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.exceptions import AuthenticationError
+from redis.exceptions import AuthenticationError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -195,12 +196,15 @@ class private_redis_server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"redis-server exited with {self.proc.returncode}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return self.url
-            except OSError:
+                with SyncRedis(host="127.0.0.1", port=self.port, socket_timeout=0.5, socket_connect_timeout=0.2) as probe:
+                    pid = probe.info("server").get("process_id")
+            except (RedisError, OSError):
                 time.sleep(0.02)
+                continue
+            if pid != self.proc.pid:
+                # Someone else's server answers on the port; ours could not bind it.
+                raise RuntimeError(f"port {self.port} is taken by another redis-server (pid {pid})")
+            return self.url
         raise RuntimeError("redis-server did not answer within 10 s")
 
     def stop(self) -> None:

@@ -35,6 +35,7 @@ from app.ingest.signalr import (
     fetch_index_components,
 )
 from app.ingest.writer import StreamWriter, close_at_three, drain_queue, now_ms
+from app.store import wait_for_redis
 
 log = logging.getLogger("stock_tracker.live")
 
@@ -134,6 +135,7 @@ async def run_live(redis: Redis, settings: Settings, stop: asyncio.Event) -> Fas
     stream = FastConnectStream(bootstrap, on_frame=_noop)
     try:
         await authenticate(settings, stream.tokens)
+        await wait_for_redis(redis, settings, None)  # after SSI: refused credentials must not wait for Redis
         symbols = await vn30_components(redis, bootstrap, stream.tokens)
     except BaseException:
         await stream.http.aclose()
