@@ -11,19 +11,20 @@ from app import keys as K
 from app.errors import UserError
 from app.progress import Progress
 from app.store import hgetall_many
-from app.projections import codec
-from app.projections.session import Close, SessionState, fold, finish_batch, new_session
+from app.projections import codec, kinds
+from app.projections.session import SessionState, finish_batch, new_session
+from app.projections.stream import Refused, entry_of, fold_entries
 
 CHUNK = 10_000
 
 
 async def fold_stream(
     redis: Redis, date: str, until: str | None = None, progress: Progress | None = None
-) -> tuple[SessionState, list[tuple[bytes, str, bytes]]]:
+) -> tuple[SessionState, list[Refused]]:
     """Fold a session's stream from the start (up to ``until`` inclusive) in memory."""
     keys = K.SessionKeys(date)
     state = new_session(date)
-    dead: list[tuple[bytes, str, bytes]] = []
+    dead: list[Refused] = []
     last_id = ""
 
     def read(start: str) -> asyncio.Future:
@@ -38,14 +39,7 @@ async def fold_stream(
         last_id = entries[-1][0].decode()
         if len(entries) == CHUNK:
             pending = read("(" + last_id)  # Redis reads ahead while we fold
-        for n, (entry_id, fields) in enumerate(entries, 1):
-            if n % 128 == 0:
-                await asyncio.sleep(0)  # take in the read-ahead while folding
-            frame = fields.get(b"f")
-            entry = frame if frame is not None else (Close() if fields.get(b"m") == b"close" else b"")
-            refused = fold(state, entry)
-            if refused is not None:
-                dead.append((entry_id, refused.reason, frame or b""))
+        dead += await fold_entries(state, [entry_of(entry_id, fields) for entry_id, fields in entries])
         if progress:
             progress.advance(len(entries))
     state.meta.checkpoint = last_id
@@ -143,7 +137,7 @@ async def rebuild(redis: Redis, date: str, progress: Progress | None = None) -> 
         async with redis.pipeline(transaction=True) as pipe:
             if stale:
                 pipe.delete(*stale)
-            for name in codec.MEMBER_SETS:
+            for name in kinds.MEMBER_SETS:
                 pipe.delete(keys.members(name))
             pipe.delete(keys.dead)
             for key, fields in hashes.items():

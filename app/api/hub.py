@@ -25,23 +25,16 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app import keys as K
-from app.projections.worker import Notice
+from app.contracts import FeedStatus, Notice
+from app.projections.kinds import channel_kinds
 
 log = logging.getLogger("stock_tracker.hub")
 
 CHANNELS = ("market", "foreign", "index")
-# Which projection changes each channel shows.
-_KINDS = {
-    "market": None,  # any change
-    "foreign": {"foreign", "foreign_summary"},
-    "index": {"index", "intraday"},
-}
+# Which projection changes each channel shows (the registry of kinds says).
+_KINDS = {channel: channel_kinds(channel) for channel in CHANNELS}
 CLOSE_SLOW = 4001  # the client did not read its pushes in time
 _JSON = msgspec.json.Encoder()
-
-
-class FeedStatus(msgspec.Struct):
-    connected: bool
 
 
 class StatusMessage(msgspec.Struct, tag_field="type", tag="status", omit_defaults=True):
@@ -251,7 +244,7 @@ class Hub:
     def on_notice(self, notice: Notice) -> None:
         kinds = set(notice.kinds)
         for channel, wanted in _KINDS.items():
-            if wanted is None or kinds & wanted:
+            if kinds & wanted:
                 self.notify(channel)
 
     def resync(self) -> None:

@@ -5,13 +5,8 @@ from __future__ import annotations
 from redis.asyncio import Redis
 
 from app import keys as K
-from app.projections.codec import as_str
 from app.projections.read import newest_session
-from app.projections.worker import stream_position
-
-
-def _ms(entry_id: bytes | str) -> int:
-    return int(as_str(entry_id).partition("-")[0])
+from app.projections.stream import oldest_position, stream_position
 
 
 async def projector_lag_ms(redis: Redis, session: str | None = None) -> int | None:
@@ -24,9 +19,9 @@ async def projector_lag_ms(redis: Redis, session: str | None = None) -> int | No
         return 0
     if checkpoint is None:
         # Nothing folded yet: lag since the oldest frame.
-        first = await redis.xrange(K.SessionKeys(session).frames, count=1)
-        return max(0, _ms(last) - _ms(first[0][0])) + 1 if first else 0
-    return max(0, _ms(last) - _ms(checkpoint))
+        first = await oldest_position(redis, session)
+        return max(0, last.ms - first.ms) + 1 if first else 0
+    return max(0, last.ms - checkpoint.ms)
 
 
 async def render(redis: Redis, hub) -> str:

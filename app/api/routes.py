@@ -17,7 +17,7 @@ from app.api import metrics
 from app.api.views import foreign_summary
 from app.clock import parse_session_date
 from app.projections import read
-from app.projections.codec import as_str
+from app.projections.hashes import comma_list
 from app.schemas import DerivativesData, ForeignSummary, IndexData, MarketSnapshot, SessionStats
 
 DateParam = QueryParameter(required=False, description="Session (trading date) YYYY-MM-DD; default: the current session")
@@ -83,7 +83,7 @@ class MarketController(Controller):
 async def vn30_components(request: Request) -> dict[str, list[str]]:
     redis = request.app.state.redis
     raw = await redis.hget(K.VN30_COMPONENTS, "symbols")
-    symbols = [s for s in as_str(raw).split(",") if s] if raw else []
+    symbols = comma_list(raw)
     return {"symbols": symbols}
 
 

@@ -22,12 +22,13 @@ from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app import keys as K
+from app import lua
 from app.clock import next_close, now_vn
 from app.ingest.routing import SessionRouter
 
 log = logging.getLogger("stock_tracker.ingest")
 
-APPEND_LUA = Path(__file__).with_name("append.lua").read_text()
+APPEND = lua.load(__file__, "append.lua")
 
 def _as_bytes(frame: str | bytes) -> bytes:
     return frame.encode() if isinstance(frame, str) else frame
@@ -99,12 +100,12 @@ class StreamWriter:
     async def _send(self, by_session: dict[str, tuple[list[bytes], list[int]]], new: list[str], batch: int) -> None:
         async def send() -> None:
             if self._sha is None:
-                self._sha = await self.redis.script_load(APPEND_LUA)
+                self._sha = await self.redis.script_load(APPEND.source)
             try:
                 await self._pipeline(by_session, new, batch)
             except NoScriptError:
                 # Redis restarted and lost its script cache; nothing was appended.
-                self._sha = await self.redis.script_load(APPEND_LUA)
+                self._sha = await self.redis.script_load(APPEND.source)
                 await self._pipeline(by_session, new, batch)
 
         await self._until_done("append", send)
@@ -139,10 +140,12 @@ class StreamWriter:
                 # per argument (and per reply) than Redis spends appending a frame.
                 stamp = str(times[0]) if times.count(times[0]) == len(times) else ",".join(map(str, times))
                 keys = K.SessionKeys(d)
-                pipe.evalsha(
-                    self._sha, 2, keys.frames, keys.ingest_mark(self.writer_id),
-                    stamp, ",".join(map(str, map(len, raws))), b"".join(raws), mark,
+                script_keys, args = APPEND.bind(
+                    keys={"frames": keys.frames, "mark": keys.ingest_mark(self.writer_id)},
+                    args={"received": stamp, "lengths": ",".join(map(str, map(len, raws))),
+                          "blob": b"".join(raws), "batch": mark},
                 )
+                pipe.evalsha(self._sha, len(script_keys), *script_keys, *args)
             await pipe.execute()
 
     async def close_session(self, session: str, at_ms: int | None = None) -> None:

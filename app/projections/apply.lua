@@ -1,28 +1,31 @@
 -- Apply one folded batch atomically: projection changes, dead letters, checkpoint,
 -- acknowledgement and change notice, or nothing at all.
---
--- KEYS[1] meta hash     KEYS[2] dead-letter stream   KEYS[3] frame stream
--- KEYS[4] lease         KEYS[5..] keys the changes touch (all in the session's slot)
--- ARGV[1] checkpoint the worker last wrote ("" for none): a stale worker is refused
--- ARGV[2] the worker's consumer name, which must hold the lease
--- ARGV[3] lease time (ms), renewed here      ARGV[4] consumer group
--- ARGV[5] notice channel                      ARGV[6] notice payload ("" = none)
--- ARGV[7] the batch as JSON (one argument: cheap to send, decoded here by cjson):
+local meta, dead_letters, frames, lease = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local expected, consumer, lease_ms, group = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local channel, notice, body, ack_to = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+-- meta: the session's meta hash; dead_letters: its dead-letter stream; frames: its
+--   frame stream; lease: who owns it. KEYS after these: the keys the changes touch
+--   (all in the session's slot), referenced by number from the body.
+-- expected: the checkpoint the worker last wrote ("" for none): a stale worker is refused.
+-- consumer: the worker's consumer name, which must hold the lease (renewed for lease_ms).
+-- channel, notice: where and what to publish ("" = no notice).
+-- body: the batch as JSON (one argument: cheap to send, decoded here by cjson):
 --   {"hset": [[key#, [field, value, ...]]], "hdel": [[key#, [field, ...]]],
 --    "del": [key#], "sadd": [[key#, [member, ...]]], "dead": [[id, reason, argv#]]}
--- ARGV[8] last entry id of the batch: this consumer's pending entries up to it are
---         acknowledged (the batch and anything at or below the checkpoint)
--- ARGV[9..] raw frames of the dead letters (binary-safe, referenced by argv#)
-local holder = redis.call('GET', KEYS[4])
-if holder ~= ARGV[2] then
+-- ack_to: last entry id of the batch: this consumer's pending entries up to it are
+--   acknowledged (the batch and anything at or below the checkpoint).
+-- ARGV after these: raw frames of the dead letters (binary-safe, referenced by argv#).
+local call = redis.call
+local holder = call('GET', lease)
+if holder ~= consumer then
   return redis.error_reply('NOTOWNER lease is held by ' .. tostring(holder))
 end
-local current = redis.call('HGET', KEYS[1], 'checkpoint') or ''
-if current ~= ARGV[1] then
-  return redis.error_reply('STALE checkpoint is ' .. current .. ', expected ' .. ARGV[1])
+local current = call('HGET', meta, 'checkpoint') or ''
+if current ~= expected then
+  return redis.error_reply('STALE checkpoint is ' .. current .. ', expected ' .. expected)
 end
 
-local batch = cjson.decode(ARGV[7])
+local batch = cjson.decode(body)
 local CHUNK = 4000 -- stays below Lua's unpack() limit
 
 local function each_chunk(list, step, fn)
@@ -37,32 +40,32 @@ local function each_chunk(list, step, fn)
 end
 
 for _, k in ipairs(batch['del'] or {}) do
-  redis.call('DEL', KEYS[k])
+  call('DEL', KEYS[k])
 end
 for _, change in ipairs(batch['hset'] or {}) do
   local key = KEYS[change[1]]
-  each_chunk(change[2], 2, function(...) redis.call('HSET', key, ...) end)
+  each_chunk(change[2], 2, function(...) call('HSET', key, ...) end)
 end
 for _, change in ipairs(batch['hdel'] or {}) do
   local key = KEYS[change[1]]
-  each_chunk(change[2], 1, function(...) redis.call('HDEL', key, ...) end)
+  each_chunk(change[2], 1, function(...) call('HDEL', key, ...) end)
 end
 for _, change in ipairs(batch['sadd'] or {}) do
   local key = KEYS[change[1]]
-  each_chunk(change[2], 1, function(...) redis.call('SADD', key, ...) end)
+  each_chunk(change[2], 1, function(...) call('SADD', key, ...) end)
 end
 for _, dead in ipairs(batch['dead'] or {}) do
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*',
+  call('XADD', dead_letters, 'MAXLEN', '~', 100000, '*',
     'id', dead[1], 'reason', dead[2], 'f', ARGV[dead[3]])
 end
 local acked = {}
-for _, p in ipairs(redis.call('XPENDING', KEYS[3], ARGV[4], '-', ARGV[8], 1000000, ARGV[2])) do
+for _, p in ipairs(call('XPENDING', frames, group, '-', ack_to, 1000000, consumer)) do
   acked[#acked + 1] = p[1]
 end
-each_chunk(acked, 1, function(...) redis.call('XACK', KEYS[3], ARGV[4], ...) end)
+each_chunk(acked, 1, function(...) call('XACK', frames, group, ...) end)
 
-redis.call('PEXPIRE', KEYS[4], ARGV[3])
-if ARGV[6] ~= '' then
-  redis.call('PUBLISH', ARGV[5], ARGV[6])
+call('PEXPIRE', lease, lease_ms)
+if notice ~= '' then
+  call('PUBLISH', channel, notice)
 end
 return 'OK'

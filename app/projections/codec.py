@@ -1,119 +1,46 @@
-"""Session state <-> Redis hashes with plain, readable field names.
+"""Session state <-> Redis hashes, kind by kind as the registry (app.projections.kinds) says.
 
-Floats are written with ``repr`` (shortest round-trip form), so state loaded back from
-Redis is bit-identical to the state that was written, and replay compares byte for byte.
+Also the diff of a batch: which fields of which keys changed since the last write, so
+the worker sends Redis only what changed.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any, NamedTuple
 
-import msgspec
-
-from app.clock import parse_hms
 from app.keys import SessionKeys
-from app.projections import derivatives, foreign, indices, quotes, trades
+from app.projections.hashes import Hash
+from app.projections.kinds import BY_NAME, KINDS, Kind, owner_of
 from app.projections.session import SessionMeta, SessionState
 
-Hash = dict[str, str]
 
-# kind -> (state attribute, entity struct, member-set name)
-ENTITIES: dict[str, tuple[str, type, str]] = {
-    "quote": ("quotes", quotes.QuoteState, "quote"),
-    "stats": ("stats", trades.SymbolStats, "stats"),
-    "foreign": ("foreign", foreign.ForeignState, "foreign"),
-    "index": ("indices", indices.IndexState, "index"),
-}
-# Sets that name the entities of a session, to enumerate them on load.
-MEMBER_SETS = ("quote", "stats", "foreign", "index")
+def key_of(keys: SessionKeys, kind: Kind, segment: str, name: str) -> str:
+    """``st:{D}:stats:VNM`` for a symbol's hash, ``st:{D}:derivatives`` for a session's."""
+    return keys.entity(segment, name) if kind.per_entity else keys.base + segment
 
 
-def _text(value: Any) -> str:
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, list):
-        return ",".join(value)
-    return str(value)
+def value_of(state: SessionState, kind: Kind, name: str) -> Any:
+    holder = getattr(state, kind.attr)
+    return holder.get(name) if kind.per_entity else holder
 
 
-def to_hash(obj: msgspec.Struct) -> Hash:
-    """Struct -> hash fields; None fields are left out (absent means null)."""
-    return {
-        name: _text(value)
-        for name in obj.__struct_fields__
-        if (value := getattr(obj, name)) is not None
-    }
-
-
-def _list_fields(cls: type) -> frozenset[str]:
-    return frozenset(
-        f.name for f in msgspec.structs.fields(cls) if getattr(f.type, "__origin__", None) is list
-    )
-
-
-_LISTS: dict[type, frozenset[str]] = {}
-
-
-def from_hash(data: dict, cls: type) -> Any:
-    """Hash (str or bytes) -> Struct; the inverse of :func:`to_hash`."""
-    fields = {as_str(k): as_str(v) for k, v in data.items()}
-    lists = _LISTS.get(cls)
-    if lists is None:
-        lists = _LISTS[cls] = _list_fields(cls)
-    for name in lists:
-        if name in fields:
-            fields[name] = [x for x in fields[name].split(",") if x]
-    return msgspec.convert(fields, cls, strict=False)
-
-
-def as_str(v: str | bytes) -> str:
-    return v.decode() if isinstance(v, bytes) else v
-
-
-def _hms(t: int) -> str:
-    h, rem = divmod(t, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h:02d}:{m:02d}:{s:02d}"
-
-
-def _seconds_hash(values: dict[int, Any]) -> Hash:
-    return {_hms(t): _text(v) for t, v in sorted(values.items())}
-
-
-def encode(state: SessionState, keys: SessionKeys, kind: str, name: str) -> Iterator[tuple[str, Hash]]:
+def encode(state: SessionState, keys: SessionKeys, kind_name: str, name: str) -> Iterator[tuple[str, Hash]]:
     """The (key, hash) pairs for one dirty entity; an empty hash means delete the key."""
-    if kind == "quote":
-        q = state.quotes.get(name)
-        yield keys.entity(kind, name), quotes.to_hash(q) if q is not None else {}
-    elif kind in ENTITIES:
-        attr, _, _ = ENTITIES[kind]
-        obj = getattr(state, attr).get(name)
-        yield keys.entity(kind, name), to_hash(obj) if obj is not None else {}
-    elif kind == "flow":
-        window = state.flows.get(name) or foreign.FlowWindow()
-        yield keys.entity("fbuy", name), _seconds_hash(window.buy)
-        yield keys.entity("fsell", name), _seconds_hash(window.sell)
-    elif kind == "intraday":
-        line = state.intraday.get(name, {})
-        yield keys.entity("intraday", name), {_hms(t)[:5]: repr(v) for t, v in sorted(line.items())}
-    elif kind == "derivatives":
-        yield keys.derivatives, to_hash(state.derivatives) if state.derivatives else {}
-    elif kind == "foreign_summary":
-        yield keys.foreign, to_hash(state.foreign_summary) if state.foreign_summary else {}
-    elif kind == "meta":
-        yield keys.meta, to_hash(state.meta)
-    else:  # pragma: no cover - a programming error, not bad input
-        raise KeyError(kind)
+    kind = BY_NAME[kind_name]
+    value = value_of(state, kind, name)
+    hashes = kind.encode(value) if value is not None else {}
+    for segment in kind.segments:
+        yield key_of(keys, kind, segment, name), hashes.get(segment, {})
 
 
-def member_of(kind: str) -> str | None:
-    """The member set a new entity of ``kind`` is added to."""
-    entry = ENTITIES.get(kind)
-    return entry[2] if entry else None
+def all_entities(state: SessionState) -> Iterable[tuple[str, str]]:
+    for kind in KINDS:
+        if kind.per_entity:
+            for name in getattr(state, kind.attr):
+                yield kind.name, name
+        else:
+            yield kind.name, ""
 
 
 def encode_all(state: SessionState, keys: SessionKeys) -> dict[str, Hash]:
@@ -126,69 +53,86 @@ def encode_all(state: SessionState, keys: SessionKeys) -> dict[str, Hash]:
     return out
 
 
-def all_entities(state: SessionState) -> Iterable[tuple[str, str]]:
-    for kind, (attr, _, _) in ENTITIES.items():
-        for name in getattr(state, attr):
-            yield kind, name
-    for name in state.flows:
-        yield "flow", name
-    for name in state.intraday:
-        yield "intraday", name
-    yield "derivatives", ""
-    yield "foreign_summary", ""
-    yield "meta", ""
+def member_of(kind_name: str) -> str | None:
+    """The member set a new entity of ``kind_name`` is added to."""
+    kind = BY_NAME[kind_name]
+    return kind.member_set if kind.owns_members else None
 
 
 def member_sets(state: SessionState) -> dict[str, set[str]]:
     """The member sets as they should stand for ``state``."""
-    return {
-        ENTITIES[kind][2]: set(getattr(state, ENTITIES[kind][0])) for kind in ENTITIES
-    }
-
-
-def decode(date: str, hashes: dict[str, dict], keys: SessionKeys, members: dict[str, Iterable[str]]) -> SessionState:
-    """Rebuild a SessionState from the hashes read back from Redis."""
-    meta_hash = hashes.get(keys.meta)
-    meta = from_hash(meta_hash, SessionMeta) if meta_hash else SessionMeta(date=date)
-    state = SessionState(meta=meta)
-    for kind, (attr, cls, set_name) in ENTITIES.items():
-        target = getattr(state, attr)
-        for name in sorted(members.get(set_name, ())):
-            data = hashes.get(keys.entity(kind, name))
-            if data:
-                if kind == "quote":
-                    target[name] = quotes.from_hash({as_str(k): as_str(v) for k, v in data.items()})
-                else:
-                    target[name] = from_hash(data, cls)
-    for name in state.foreign:
-        state.flows[name] = foreign.FlowWindow(
-            buy=_seconds_map(hashes.get(keys.entity("fbuy", name)), int),
-            sell=_seconds_map(hashes.get(keys.entity("fsell", name)), int),
-        )
-    for name in state.indices:
-        raw = hashes.get(keys.entity("intraday", name)) or {}
-        state.intraday[name] = {parse_hms(as_str(k) + ":00"): float(as_str(v)) for k, v in raw.items()}
-    if (d := hashes.get(keys.derivatives)):
-        state.derivatives = from_hash(d, derivatives.DerivativesState)
-    if (f := hashes.get(keys.foreign)):
-        state.foreign_summary = from_hash(f, foreign.ForeignSummary)
-    return state
-
-
-def _seconds_map(raw: dict | None, cast) -> dict[int, Any]:
-    if not raw:
-        return {}
-    return {parse_hms(as_str(k)): cast(as_str(v)) for k, v in raw.items()}
+    return {k.member_set: set(getattr(state, k.attr)) for k in KINDS if k.member_set and k.owns_members}
 
 
 def entity_keys(keys: SessionKeys, members: dict[str, Iterable[str]]) -> list[str]:
     """Every hash key to read to load a session, given its member sets."""
-    out = [keys.meta, keys.derivatives, keys.foreign]
-    for kind, (_, _, set_name) in ENTITIES.items():
-        for name in members.get(set_name, ()):
-            out.append(keys.entity(kind, name))
-            if kind == "foreign":
-                out += [keys.entity("fbuy", name), keys.entity("fsell", name)]
-            elif kind == "index":
-                out.append(keys.entity("intraday", name))
+    out: list[str] = []
+    for kind in KINDS:
+        names = members.get(kind.member_set, ()) if kind.per_entity else ("",)
+        out += [key_of(keys, kind, segment, name) for name in names for segment in kind.segments]
     return out
+
+
+def decode(date: str, hashes: dict[str, dict], keys: SessionKeys, members: dict[str, Iterable[str]]) -> SessionState:
+    """Rebuild a SessionState from the hashes read back from Redis."""
+    state = SessionState(meta=SessionMeta(date=date))
+    for kind in KINDS:
+        if not kind.per_entity:
+            value = kind.decode({s: hashes.get(key_of(keys, kind, s, "")) for s in kind.segments})
+            if value is not None:
+                setattr(state, kind.attr, value)
+            continue
+        owner = owner_of(kind)
+        # A dependent kind exists for every entity of its owner, loaded just before it.
+        names = sorted(members.get(kind.member_set, ())) if owner is kind else list(getattr(state, owner.attr))
+        target = getattr(state, kind.attr)
+        for name in names:
+            value = kind.decode({s: hashes.get(key_of(keys, kind, s, name)) for s in kind.segments})
+            if value is not None:
+                target[name] = value
+    return state
+
+
+class Changes(NamedTuple):
+    """What one batch changes in Redis, by key."""
+
+    hset: list[tuple[str, list[str]]]  # key, [field, value, ...]
+    hdel: list[tuple[str, list[str]]]  # key, [field, ...]
+    delete: list[str]
+    sadd: list[tuple[str, list[str]]]  # member set key, [name, ...]
+    kinds: set[str]  # the kinds that changed
+
+
+def diff(
+    state: SessionState, keys: SessionKeys, written: dict[str, Hash], members: dict[str, set[str]]
+) -> Changes:
+    """The changes of ``state.dirty`` against what was written last (both updated), then
+    clears the dirty set."""
+    changes = Changes([], [], [], [], set())
+    for kind, name in sorted(state.dirty):
+        changes.kinds.add(kind)
+        for key, fields in encode(state, keys, kind, name):
+            old = written.get(key, {})
+            if not fields:
+                if old:
+                    changes.delete.append(key)
+                    written.pop(key, None)
+                continue
+            changed = [x for f, v in fields.items() if old.get(f) != v for x in (f, v)]
+            removed = [f for f in old if f not in fields]
+            if changed:
+                changes.hset.append((key, changed))
+            if removed:
+                changes.hdel.append((key, removed))
+            written[key] = fields
+        set_name = member_of(kind)
+        if set_name and name not in members.setdefault(set_name, set()):
+            members[set_name].add(name)
+            changes.sadd.append((keys.members(set_name), [name]))
+    state.dirty.clear()
+    return changes
+
+
+def shown(kinds: Iterable[str]) -> bool:
+    """Whether any of ``kinds`` is shown by a channel (else no notice is needed)."""
+    return any(BY_NAME[k].channels for k in kinds)

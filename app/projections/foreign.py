@@ -35,7 +35,7 @@ class FlowWindow(msgspec.Struct):
     sell: dict[int, int] = msgspec.field(default_factory=dict)
 
 
-class ForeignSummary(ForeignTotals, kw_only=True):
+class ForeignSummaryState(ForeignTotals, kw_only=True):
     """Totals over all symbols and the top movers (by symbol) by net value."""
 
     top_buy: list[str] = msgspec.field(default_factory=list)
@@ -101,9 +101,9 @@ def _prune(deltas: dict[int, int], newest: int) -> None:
         del deltas[t]
 
 
-def summarize(states: dict[str, ForeignState]) -> ForeignSummary:
+def summarize(states: dict[str, ForeignState]) -> ForeignSummaryState:
     """Totals (exact, in tenths) and the top 5 each way."""
-    summary = ForeignSummary()
+    summary = ForeignSummaryState()
     ordered = sorted(states.values(), key=lambda s: s.symbol)
     buy_val = sell_val = 0
     for s in ordered:

@@ -6,7 +6,7 @@ import msgspec
 from redis.asyncio import Redis
 
 from app import keys as K
-from app.projections.codec import as_str, from_hash
+from app.projections.hashes import as_str, comma_list, from_hash
 from app.schemas import (
     DerivativesData,
     ForeignInvestorData,
@@ -110,8 +110,8 @@ async def read_foreign(redis: Redis, date: str) -> ForeignSummary | None:
     if not raw:
         return None
     fields = {as_str(k): as_str(v) for k, v in raw.items()}
-    top_buy = [s for s in fields.pop("top_buy", "").split(",") if s]
-    top_sell = [s for s in fields.pop("top_sell", "").split(",") if s]
+    top_buy = comma_list(fields.pop("top_buy", None))
+    top_sell = comma_list(fields.pop("top_sell", None))
     summary = msgspec.convert(fields, ForeignSummary, strict=False)
     rows = await _entities(redis, date, "foreign", ForeignInvestorData, top_buy + top_sell)
     summary.top_buy = [rows[s] for s in top_buy if s in rows]

@@ -1,6 +1,7 @@
 -- Extend a session lease only if this worker still holds it.
--- KEYS[1] lease   ARGV[1] consumer name   ARGV[2] lease time (ms)
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local lease = KEYS[1]
+local consumer, lease_ms = ARGV[1], ARGV[2]
+if redis.call('GET', lease) == consumer then
+  return redis.call('PEXPIRE', lease, lease_ms)
 end
 return 0

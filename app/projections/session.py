@@ -50,7 +50,7 @@ class SessionState(msgspec.Struct, kw_only=True):
     indices: dict[str, indices.IndexState] = msgspec.field(default_factory=dict)
     intraday: dict[str, dict[int, float]] = msgspec.field(default_factory=dict)
     derivatives: derivatives.DerivativesState | None = None
-    foreign_summary: foreign.ForeignSummary | None = None
+    foreign_summary: foreign.ForeignSummaryState | None = None
     dirty: set[tuple[str, str]] = msgspec.field(default_factory=set)
     # Derived views are recomputed once per batch, not per frame.
     stale_views: bool = False

@@ -1,0 +1,28 @@
+"""What crosses Redis between processes: each message is one msgspec Struct, encoded by
+the side that writes it and decoded by the side that reads it.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class Notice(msgspec.Struct):
+    """Published on ``st:notify`` after each applied batch: which session, which kinds
+    changed (names of app.projections.kinds), and the checkpoint now applied."""
+
+    date: str
+    kinds: list[str]
+    checkpoint: str = ""
+
+
+class FeedStatus(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Whether the feed side is connected to SSI.
+
+    Kept in the ``st:feed`` hash (all fields) and published on ``st:feed:status`` on
+    each change (``{"connected": bool}``: the API nodes need only that).
+    """
+
+    connected: bool
+    since: str | None = None  # ISO 8601, when it last changed
+    gaps: int | None = None  # connections lost with frames possibly missed, so far

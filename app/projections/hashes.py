@@ -1,0 +1,74 @@
+"""Structs <-> Redis hash fields with plain, readable names and values.
+
+Floats are written with ``repr`` (shortest round-trip form), so state loaded back from
+Redis is bit-identical to the state that was written, and replay compares byte for byte.
+Lists are comma-separated; None fields are left out (absent means null).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+Hash = dict[str, str]
+
+
+def as_str(v: str | bytes) -> str:
+    """Redis replies are bytes; hash fields and names are text."""
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def text(value: Any) -> str:
+    """One field value as stored."""
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, list):
+        return ",".join(value)
+    return str(value)
+
+
+def to_hash(obj: msgspec.Struct) -> Hash:
+    """Struct -> hash fields; None fields are left out (absent means null)."""
+    return {
+        name: text(value)
+        for name in obj.__struct_fields__
+        if (value := getattr(obj, name)) is not None
+    }
+
+
+def comma_list(value: str | bytes | None) -> list[str]:
+    """A stored comma list (``"VNM,FPT"``) back as names; empty entries dropped."""
+    return [x for x in as_str(value).split(",") if x] if value else []
+
+
+def _list_fields(cls: type) -> frozenset[str]:
+    return frozenset(
+        f.name for f in msgspec.structs.fields(cls) if getattr(f.type, "__origin__", None) is list
+    )
+
+
+_LISTS: dict[type, frozenset[str]] = {}
+
+
+def from_hash(data: dict, cls: type) -> Any:
+    """Hash (str or bytes) -> Struct; the inverse of :func:`to_hash`."""
+    fields = {as_str(k): as_str(v) for k, v in data.items()}
+    lists = _LISTS.get(cls)
+    if lists is None:
+        lists = _LISTS[cls] = _list_fields(cls)
+    for name in lists:
+        if name in fields:
+            fields[name] = comma_list(fields[name])
+    return msgspec.convert(fields, cls, strict=False)
+
+
+def hms(t: int) -> str:
+    """Seconds of day -> ``HH:MM:SS`` (the field names of per-second hashes)."""
+    h, rem = divmod(t, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h:02d}:{m:02d}:{s:02d}"

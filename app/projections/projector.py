@@ -1,0 +1,309 @@
+"""One session's projector: folds its stream into Redis hashes, exactly once.
+
+One projector owns a session stream at a time (a lease); it reads batches through the
+consumer group, folds them in memory, and applies the changed keys, dead letters,
+checkpoint and XACK in one Lua script that refuses a projector whose lease or checkpoint
+is stale. A crash anywhere therefore neither loses nor double-counts a frame: entries
+up to the checkpoint are skipped on restart, the rest are folded again from the
+pending list (a dead projector's pending entries are claimed by its successor).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+
+import msgspec
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from app import keys as K
+from app import lua
+from app.config import Settings
+from app.contracts import Notice
+from app.projections import codec, kinds
+from app.projections.hashes import Hash
+from app.projections.session import SessionState, finish_batch
+from app.projections.stream import START, Entry, Refused, StreamPosition, entry_of, flat_entries, fold_entries
+from app.store import hgetall_many
+
+APPLY = lua.load(__file__, "apply.lua")
+RENEW = lua.load(__file__, "renew.lua")
+_JSON = msgspec.json.Encoder()
+
+
+def _identity(response, **options):
+    return response
+
+
+class NotOwner(Exception):
+    """Another worker holds the session's lease (or advanced its checkpoint)."""
+
+
+def consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class SessionProjector:
+    """Folds one session's stream; see the module docstring for the guarantees."""
+
+    def __init__(self, redis: Redis, date: str, settings: Settings, consumer: str | None = None):
+        self.redis = redis
+        self.date = date
+        self.keys = K.SessionKeys(date)
+        self.settings = settings
+        self.consumer = consumer or consumer_name()
+        self.state: SessionState | None = None
+        self._written: dict[str, Hash] = {}
+        self._members: dict[str, set[str]] = {}
+        self._checkpoint = START
+        self._backlog: list[Entry] = []
+        self._prefetch: asyncio.Future | None = None
+        self._inflight: asyncio.Future | None = None
+        self._script = redis.register_script(APPLY.source)
+        self._renew = redis.register_script(RENEW.source)
+        # Same connections, but XREADGROUP replies stay flat lists: building a dict
+        # per entry costs more than the rest of the read.
+        self._raw = Redis(connection_pool=redis.connection_pool)
+        self._raw.set_response_callback("XREADGROUP", _identity)
+
+    # -- ownership and loading -------------------------------------------------
+
+    async def acquire(self) -> bool:
+        """Take the session's lease if free (or already ours); then load state."""
+        lease_ms = self.settings.projector_lease_ms
+        got = await self.redis.set(self.keys.lease, self.consumer, nx=True, px=lease_ms)
+        if not got:
+            holder = await self.redis.get(self.keys.lease)
+            if holder is None or holder.decode() != self.consumer:
+                return False
+        self.drop_prefetch()
+        if self._inflight is not None:
+            self._inflight.cancel()
+            self._inflight = None
+        await self._ensure_group()
+        await self.load()
+        await self._claim_pending()
+        return True
+
+    async def release(self) -> None:
+        """Give the lease up (only if still ours), after the last write lands."""
+        self.drop_prefetch()
+        try:
+            await self.flush()
+        except NotOwner:
+            return
+        holder = await self.redis.get(self.keys.lease)
+        if holder is not None and holder.decode() == self.consumer:
+            await self.redis.delete(self.keys.lease)
+
+    async def _ensure_group(self) -> None:
+        try:
+            await self.redis.xgroup_create(self.keys.frames, K.GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def load(self) -> None:
+        """Load the session's state and checkpoint from Redis."""
+        self.state, self._written, self._members = await load_session(self.redis, self.date)
+        cp = self.state.meta.checkpoint
+        self._checkpoint = StreamPosition.parse(cp) if cp else START
+
+    async def _claim_pending(self, also: list[Entry] = ()) -> None:
+        """Queue every pending entry (ours and dead workers'), with ``also``, in stream order."""
+        entries: dict[bytes, Entry] = {e[0]: e for e in also}
+        start = "0-0"
+        while True:
+            # XAUTOCLAIM hands us other consumers' pending entries; we hold the lease,
+            # so any other consumer is gone or about to find its lease lost.
+            reply = await self.redis.xautoclaim(
+                self.keys.frames, K.GROUP, self.consumer, min_idle_time=0, start_id=start, count=1000
+            )
+            start_next, claimed = reply[0], reply[1]
+            for entry_id, fields in claimed:
+                if fields is not None:
+                    entries[entry_id] = entry_of(entry_id, fields)
+            if start_next in (b"0-0", "0-0"):
+                break
+            start = start_next
+        for e in self._backlog:
+            entries.setdefault(e[0], e)
+        self._backlog = sorted(entries.values(), key=lambda e: StreamPosition.parse(e[0]))
+
+    # -- folding -----------------------------------------------------------------
+
+    async def step(self, block_ms: int | None = None) -> int:
+        """Read, fold and apply one batch; returns the number of stream entries read."""
+        count = self.settings.projector_batch
+        if self._backlog:
+            batch, self._backlog = self._backlog[:count], self._backlog[count:]
+        else:
+            if self._prefetch is not None:
+                pending, self._prefetch = self._prefetch, None
+                batch, strays = await pending
+            else:
+                batch, strays = await self._read(block_ms)
+            if strays or (not batch and not await self.caught_up()):
+                # Another consumer (one that lost the lease) holds entries we have
+                # not applied; they may precede this batch. Take them over and go
+                # on in stream order.
+                await self._claim_pending(batch)
+                batch, self._backlog = self._backlog[:count], self._backlog[count:]
+            elif len(batch) == count:
+                # Busy: let Redis deliver the next batch while this one is folded.
+                # The yield sends the request now; folding never yields to the loop.
+                self._prefetch = asyncio.ensure_future(self._read(None))
+                await asyncio.sleep(0)
+        if batch:
+            try:
+                await self.apply(batch)
+            except BaseException:
+                self.drop_prefetch()
+                raise
+        return len(batch)
+
+    async def _read(self, block_ms: int | None) -> tuple[list[Entry], bool]:
+        """A batch from the group, and whether other consumers hold pending entries.
+
+        The XPENDING after the read sees anything another consumer (one that lost
+        the lease) read before us: it stays pending, as only the lease holder acks.
+        """
+        async with self._raw.pipeline(transaction=False) as pipe:
+            pipe.xreadgroup(
+                K.GROUP, self.consumer, {self.keys.frames: ">"},
+                count=self.settings.projector_batch, block=block_ms,
+            )
+            pipe.xpending(self.keys.frames, K.GROUP)
+            reply, pending = await pipe.execute()
+        me = self.consumer.encode()
+        strays = any(
+            c["name"] not in (me, self.consumer) and int(c["pending"]) > 0
+            for c in pending.get("consumers") or ()
+        )
+        return flat_entries(reply), strays
+
+    def drop_prefetch(self) -> None:
+        """Forget a read in flight; what it delivered stays pending and is claimed later."""
+        if self._prefetch is not None:
+            self._prefetch.cancel()
+            self._prefetch = None
+
+    async def apply(self, batch: list[Entry]) -> None:
+        """Fold a batch in memory, then write it in one atomic script call."""
+        state = self.state
+        assert state is not None, "acquire() first"
+        previous = state.meta.checkpoint
+        # Entries arrive in stream order: only the first can be at or below the
+        # checkpoint unless the whole batch was applied before a crash.
+        skip = 0
+        parse = StreamPosition.parse
+        if parse(batch[0][0]) <= self._checkpoint:
+            while skip < len(batch) and parse(batch[skip][0]) <= self._checkpoint:
+                skip += 1
+        dead = await fold_entries(state, batch[skip:])
+        last = batch[-1][0].decode()
+        if skip < len(batch):
+            self._checkpoint = parse(last)
+            state.meta.checkpoint = last
+            finish_batch(state)
+        await self._write(previous, last, dead)
+
+    async def _write(self, previous: str, ack_to: str, dead: list[Refused]) -> None:
+        state = self.state
+        keys = self.keys
+        changes = codec.diff(state, keys, self._written, self._members)
+        fixed = {"meta": keys.meta, "dead_letters": keys.dead, "frames": keys.frames, "lease": keys.lease}
+        # The keys the changes touch follow the script's own, referenced by number.
+        extra: dict[str, int] = {}
+
+        def index_of(key: str) -> int:
+            idx = extra.get(key)
+            if idx is None:
+                idx = extra[key] = len(fixed) + len(extra) + 1
+            return idx
+
+        body = {
+            "hset": [(index_of(key), fields) for key, fields in changes.hset],
+            "hdel": [(index_of(key), fields) for key, fields in changes.hdel],
+            "del": [index_of(key) for key in changes.delete],
+            "sadd": [(index_of(key), names) for key, names in changes.sadd],
+            "dead": [
+                (entry_id.decode(), reason, APPLY.first_extra_arg + i)
+                for i, (entry_id, reason, _) in enumerate(dead)
+            ],
+        }
+        notice = ""
+        if codec.shown(changes.kinds):
+            notice = _JSON.encode(Notice(state.meta.date, sorted(changes.kinds), state.meta.checkpoint)).decode()
+        script_keys, args = APPLY.bind(
+            keys=fixed,
+            args={
+                "expected": previous, "consumer": self.consumer, "lease_ms": self.settings.projector_lease_ms,
+                "group": K.GROUP, "channel": K.NOTIFY, "notice": notice, "body": _JSON.encode(body),
+                "ack_to": ack_to,
+            },
+            extra_keys=list(extra),
+            extra_args=[frame for _, _, frame in dead],
+        )
+        # The previous write must have landed before this one (its checkpoint is
+        # our expected one); this write then lands while the next batch is folded.
+        await self.flush()
+        self._inflight = asyncio.ensure_future(self._script(keys=script_keys, args=args))
+        # A worker dropped mid-write must not log "exception never retrieved":
+        # flush() still awaits and raises it.
+        self._inflight.add_done_callback(_retrieve)
+
+    async def flush(self) -> None:
+        """Wait for the write in flight; NotOwner if Redis refused it."""
+        inflight, self._inflight = self._inflight, None
+        if inflight is None:
+            return
+        try:
+            await inflight
+        except ResponseError as exc:
+            if "NOTOWNER" in str(exc) or "STALE" in str(exc):
+                raise NotOwner(str(exc)) from None
+            raise
+
+    async def renew(self) -> None:
+        """Keep the lease while idle; NotOwner if it was lost."""
+        await self.flush()
+        script_keys, args = RENEW.bind(
+            keys={"lease": self.keys.lease}, args={"consumer": self.consumer, "lease_ms": self.settings.projector_lease_ms}
+        )
+        ok = await self._renew(keys=script_keys, args=args)
+        if not ok:
+            raise NotOwner("lease expired while idle")
+
+    async def caught_up(self) -> bool:
+        """True when every entry in the stream has been applied."""
+        await self.flush()
+        last = await self.redis.xrevrange(self.keys.frames, count=1)
+        if not last:
+            return True
+        return StreamPosition.parse(last[0][0]) <= self._checkpoint and not self._backlog
+
+
+def _retrieve(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+async def load_session(redis: Redis, date: str) -> tuple[SessionState, dict[str, Hash], dict[str, set[str]]]:
+    """Read a session's projection state back from Redis."""
+    keys = K.SessionKeys(date)
+    async with redis.pipeline(transaction=False) as pipe:
+        for set_name in kinds.MEMBER_SETS:
+            pipe.smembers(keys.members(set_name))
+        replies = await pipe.execute()
+    members = {
+        set_name: {m.decode() if isinstance(m, bytes) else m for m in reply}
+        for set_name, reply in zip(kinds.MEMBER_SETS, replies)
+    }
+    hashes = await hgetall_many(redis, codec.entity_keys(keys, members))
+    state = codec.decode(date, hashes, keys, members)
+    written = {key: dict(fields) for key, fields in hashes.items()}
+    return state, written, members
