@@ -86,7 +86,11 @@ def _session_date(text: str) -> str:
 
 
 def _sim_date(text: str) -> date:
-    return date.fromisoformat(_session_date(text))
+    day = date.fromisoformat(_session_date(text))
+    if day.weekday() >= 5:
+        # The simulator would move it to Monday: a session the user did not ask for.
+        raise argparse.ArgumentTypeError(f"{text} is a {day.strftime('%A')}: the market does not trade; give a weekday")
+    return day
 
 
 _HMS = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")

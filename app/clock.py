@@ -47,6 +47,11 @@ def iso_time(day: str, seconds: int) -> str:
     return f"{day}T{h:02d}:{m:02d}:{s:02d}+07:00"
 
 
+def latest_weekday(day: date) -> date:
+    """``day`` itself on a weekday, else the Friday before (markets close at weekends)."""
+    return day - timedelta(days=max(0, day.weekday() - 4))
+
+
 def now_vn() -> datetime:
     return datetime.now(VN_TZ)
 

@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import datetime
+from datetime import date, datetime
 
 import httpx
 import pytest
@@ -14,6 +14,7 @@ import pytest
 from app import keys as K
 from app.clock import VN_TZ
 from app.ingest.routing import SessionRouter, receive_date, trading_date_of
+from app.ingest.run import simulated_start
 from app.ingest.writer import StreamWriter
 from app.projections import worker
 from app.projections.read import current_session, market_snapshot, resolve_session
@@ -196,3 +197,22 @@ async def test_values_are_exact_integers_and_tenths_through_rest(redis, settings
     # 1905.3 - 1909.19 is -3.8899999999998727 in floats.
     assert derivatives["basis"] == -3.89
     assert derivatives["basis_pct"] == -3.89 / 1909.19 * 100
+
+
+def test_a_simulation_never_starts_on_a_day_ahead_of_the_clock():
+    saturday, sunday = date(2026, 12, 5), date(2026, 12, 6)
+    assert simulated_start(None, today=saturday) == date(2026, 12, 4)
+    assert simulated_start(None, today=sunday) == date(2026, 12, 4)
+    assert simulated_start(None, today=date(2026, 12, 7)) == date(2026, 12, 7)
+    assert simulated_start(date(2026, 12, 2)) == date(2026, 12, 2)
+
+
+async def test_simulating_a_sunday_is_refused_and_opens_no_session(redis, redis_server):
+    env = {**os.environ, "REDIS_URL": redis_server.url}
+    done = subprocess.run(
+        [sys.executable, "-m", "app", "ingest", "--simulate", "--date", "2026-11-29", "--frames", "10"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 2
+    assert "2026-11-29 is a Sunday" in done.stderr and "Traceback" not in done.stderr
+    assert await redis.zrange(K.SESSIONS, 0, -1) == []

@@ -7,9 +7,11 @@ import asyncio
 import logging
 import os
 import time
+from datetime import date
 
 from redis.asyncio import Redis
 
+from app.clock import latest_weekday, now_vn
 from app.config import Settings
 from app.errors import UserError
 from app.ingest.writer import StreamWriter, now_ms, read_file
@@ -47,6 +49,13 @@ async def ingest_file(
     return writer.appended
 
 
+def simulated_start(given: date | None, today: date | None = None) -> date:
+    """The first simulated trading day: ``given`` (the command line checks it is a
+    weekday), else the latest weekday up to today: a weekend default would simulate
+    Monday, a day ahead of the clock, which would then be the current session."""
+    return given or latest_weekday(today or now_vn().date())
+
+
 async def ingest_simulated(
     redis: Redis, settings: Settings, args: argparse.Namespace, writer: StreamWriter | None = None
 ) -> int:
@@ -60,7 +69,7 @@ async def ingest_simulated(
     )
     sim = MarketSimulator(
         seed=args.seed,
-        start=args.date,
+        start=simulated_start(args.date),
         days=args.days,
         channels=channels,
         futures_naming=args.futures_naming,
