@@ -26,6 +26,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app import keys as K
 from app.contracts import FeedStatus, Notice
+from app.projections.hashes import from_hash
 from app.projections.kinds import channel_kinds
 
 log = logging.getLogger("stock_tracker.hub")
@@ -304,9 +305,9 @@ class Hub:
         self._announce()
 
     async def _load_feed_status(self) -> None:
-        raw = await self.redis.hget(K.FEED_STATUS, "connected")
-        if raw is not None:
-            self.feed_connected = raw in (b"1", b"true", "1", "true")
+        raw = await self.redis.hgetall(K.FEED_STATUS)
+        if raw:
+            self.feed_connected = from_hash(raw, FeedStatus).connected
 
     def status(self) -> StatusMessage | None:
         """What clients are told; None while there is nothing to tell."""

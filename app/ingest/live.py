@@ -17,12 +17,13 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
-import orjson
+import msgspec
 from redis.asyncio import Redis
 
 from app import keys as K
 from app.clock import now_vn
 from app.config import Settings
+from app.contracts import FeedStatus
 from app.errors import UserError
 from app.futures import front_and_next
 from app.ingest.signalr import (
@@ -35,6 +36,7 @@ from app.ingest.signalr import (
     fetch_index_components,
 )
 from app.ingest.writer import StreamWriter, close_at_three, drain_queue, now_ms
+from app.projections.hashes import to_hash
 from app.store import wait_for_redis
 
 log = logging.getLogger("stock_tracker.live")
@@ -116,12 +118,10 @@ def status_publisher(redis: Redis, gaps: Callable[[], int] | None = None):
     """
 
     async def publish(connected: bool) -> None:
-        status = {"connected": "true" if connected else "false", "since": now_vn().isoformat()}
-        if gaps is not None:
-            status["gaps"] = str(gaps())
+        status = FeedStatus(connected=connected, since=now_vn().isoformat(), gaps=gaps() if gaps else None)
         async with redis.pipeline(transaction=False) as pipe:
-            pipe.hset(K.FEED_STATUS, mapping=status)
-            pipe.publish(K.FEED_STATUS_CHANNEL, orjson.dumps({"connected": connected}))
+            pipe.hset(K.FEED_STATUS, mapping=to_hash(status))
+            pipe.publish(K.FEED_STATUS_CHANNEL, msgspec.json.encode(FeedStatus(connected=connected)))
             await pipe.execute()
         log.info("event=feed_status connected=%s", connected)
 
