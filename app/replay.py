@@ -10,7 +10,8 @@ from redis.asyncio import Redis
 from app import keys as K
 from app.errors import UserError
 from app.progress import Progress
-from app.store import hgetall_many
+from app.sessions import is_registered, session_dates
+from app.store import as_str, hgetall_many
 from app.projections import codec, kinds
 from app.projections.session import SessionState, finish_batch, new_session
 from app.projections.stream import Refused, entry_of, fold_entries
@@ -69,7 +70,7 @@ async def live_hashes(redis: Redis, date: str) -> dict[str, dict[str, str]]:
     keys = K.SessionKeys(date)
     names = []
     async for key in redis.scan_iter(match=keys.pattern(), count=1000, _type="hash"):
-        names.append(key.decode() if isinstance(key, bytes) else key)
+        names.append(as_str(key))
     return await hgetall_many(redis, names)
 
 
@@ -108,12 +109,12 @@ async def check_session(redis: Redis, date: str) -> int:
     """
     keys = K.SessionKeys(date)
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.zscore(K.SESSIONS, date)
         pipe.exists(keys.frames)
         pipe.xlen(keys.frames)
-        registered, exists, length = await pipe.execute()
-    if registered is None or not exists:
-        known = [d.decode() if isinstance(d, bytes) else d for d in await redis.zrevrange(K.SESSIONS, 0, 4)]
+        exists, length = await pipe.execute()
+    registered = await is_registered(redis, date)
+    if not registered or not exists:
+        known = await session_dates(redis, newest_first=True, count=5)
         hint = f"newest: {', '.join(known)}" if known else "no sessions at all"
         missing = "no stream" if not exists else "not in " + K.SESSIONS
         raise UserError(f"no session {date} to replay ({missing}; {hint})")

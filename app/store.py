@@ -128,11 +128,12 @@ async def hgetall_many(redis: Redis, keys: list[str], chunk: int = 500) -> dict[
                 pipe.hgetall(key)
             for key, data in zip(part, await pipe.execute()):
                 if data:
-                    out[key] = {_text(f): _text(v) for f, v in data.items()}
+                    out[key] = {as_str(f): as_str(v) for f, v in data.items()}
     return out
 
 
-def _text(value: str | bytes) -> str:
+def as_str(value: str | bytes) -> str:
+    """Replies are bytes (the client does not decode); names and fields are text."""
     return value.decode() if isinstance(value, bytes) else value
 
 

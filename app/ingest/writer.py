@@ -22,7 +22,7 @@ from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app import keys as K
-from app import lua
+from app import lua, sessions
 from app.clock import next_close, now_vn
 from app.ingest.routing import SessionRouter
 
@@ -134,7 +134,7 @@ class StreamWriter:
         mark = str(batch)
         async with self.redis.pipeline(transaction=False) as pipe:
             for d in new:
-                pipe.zadd(K.SESSIONS, {d: K.date_score(d)})
+                sessions.register(pipe, d)
             for d, (raws, times) in by_session.items():
                 # Three arguments whatever the batch size: redis-py spends far more
                 # per argument (and per reply) than Redis spends appending a frame.
@@ -160,7 +160,7 @@ class StreamWriter:
             if last and last[0][1].get(b"m") == b"close" and last[0][1].get(b"t") == str(at_ms).encode():
                 return
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.zadd(K.SESSIONS, {session: K.date_score(session)})
+                sessions.register(pipe, session)
                 pipe.xadd(frames, {"t": at_ms, "m": "close"})
                 await pipe.execute()
 
@@ -176,10 +176,7 @@ class StreamWriter:
         """Delete sessions older than the retention window (never ``newest``)."""
         await self.flush()
         cutoff = date.fromisoformat(newest) - timedelta(days=self.retention_days)
-        old = [
-            d.decode() if isinstance(d, bytes) else d
-            for d in await self.redis.zrangebyscore(K.SESSIONS, 0, K.date_score(cutoff.isoformat()) - 1)
-        ]
+        old = await sessions.session_dates(self.redis, before=cutoff.isoformat())
         for d in old:
             await delete_session(self.redis, d)
             self._known.discard(d)
@@ -197,7 +194,7 @@ async def delete_session(redis: Redis, session: str) -> None:
             batch.clear()
     if batch:
         await redis.unlink(*batch)
-    await redis.zrem(K.SESSIONS, session)
+    await sessions.forget(redis, session)
 
 
 def now_ms() -> int:

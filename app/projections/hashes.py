@@ -11,12 +11,11 @@ from typing import Any
 
 import msgspec
 
+from app.store import as_str
+
+__all__ = ["Hash", "as_str", "comma_list", "from_hash", "hms", "text", "to_hash"]
+
 Hash = dict[str, str]
-
-
-def as_str(v: str | bytes) -> str:
-    """Redis replies are bytes; hash fields and names are text."""
-    return v.decode() if isinstance(v, bytes) else v
 
 
 def text(value: Any) -> str:

@@ -24,7 +24,7 @@ from app import lua
 from app.config import Settings
 from app.contracts import Notice
 from app.projections import codec, kinds
-from app.projections.hashes import Hash
+from app.projections.hashes import Hash, as_str
 from app.projections.session import SessionState, finish_batch
 from app.projections.stream import START, Entry, Refused, StreamPosition, entry_of, flat_entries, fold_entries
 from app.store import hgetall_many
@@ -300,7 +300,7 @@ async def load_session(redis: Redis, date: str) -> tuple[SessionState, dict[str,
             pipe.smembers(keys.members(set_name))
         replies = await pipe.execute()
     members = {
-        set_name: {m.decode() if isinstance(m, bytes) else m for m in reply}
+        set_name: {as_str(m) for m in reply}
         for set_name, reply in zip(kinds.MEMBER_SETS, replies)
     }
     hashes = await hgetall_many(redis, codec.entity_keys(keys, members))

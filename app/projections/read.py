@@ -6,6 +6,9 @@ import msgspec
 from redis.asyncio import Redis
 
 from app import keys as K
+from app.clock import iso_time
+from app.projections.kinds import INTRADAY
+from app.sessions import session_dates
 from app.projections.hashes import as_str, comma_list, from_hash
 from app.schemas import (
     DerivativesData,
@@ -21,8 +24,8 @@ from app.schemas import (
 
 async def newest_session(redis: Redis) -> str | None:
     """The newest session any writer has appended to (folded or not), or None."""
-    newest = await redis.zrange(K.SESSIONS, -1, -1)
-    return as_str(newest[0]) if newest else None
+    newest = await session_dates(redis, newest_first=True, count=1)
+    return newest[0] if newest else None
 
 
 # Sessions examined per round trip while looking for the current one.
@@ -36,7 +39,7 @@ async def current_session(redis: Redis) -> str | None:
     frame cannot blank the board; a closed session stays current (its final state)
     until a later session folds a frame.
     """
-    dates = [as_str(d) for d in await redis.zrevrange(K.SESSIONS, 0, -1)]
+    dates = await session_dates(redis, newest_first=True)
     for start in range(0, len(dates), _PROBE):
         chunk = dates[start : start + _PROBE]
         async with redis.pipeline(transaction=False) as pipe:
@@ -67,8 +70,8 @@ async def _members(redis: Redis, keys: K.SessionKeys, *names: str) -> list[list[
 
 
 def _intraday(date: str, raw: dict) -> list[IntradayPoint]:
-    points = sorted((as_str(k), float(as_str(v))) for k, v in raw.items())
-    return [IntradayPoint(f"{date}T{minute}:00+07:00", value) for minute, value in points]
+    line = INTRADAY.decode({"intraday": raw})
+    return [IntradayPoint(iso_time(date, t), value) for t, value in sorted(line.items())]
 
 
 async def read_indices(redis: Redis, date: str) -> dict[str, IndexData]:

@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from app import keys as K
+from app import sessions
 from app.config import Settings
 from app.projections.projector import NotOwner, SessionProjector, consumer_name
 from app.projections.stream import has_work
@@ -27,7 +27,7 @@ log = logging.getLogger("stock_tracker.projector")
 
 async def session_dates(redis: Redis) -> list[str]:
     """Known session dates, oldest first."""
-    return [d.decode() if isinstance(d, bytes) else d for d in await redis.zrange(K.SESSIONS, 0, -1)]
+    return await sessions.session_dates(redis)
 
 
 async def drain(redis: Redis, settings: Settings, dates: list[str] | None = None) -> int:
