@@ -10,8 +10,9 @@ import msgspec
 _SECRET_FIELDS = ("ssi_consumer_secret", "ws_token")
 
 
-class Settings(msgspec.Struct, frozen=True, kw_only=True):
-    """Everything the service reads from its environment.
+class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
+    """Everything the service reads from its environment: each field from the variable
+    of its name in upper case (``ws_throttle_ms`` from ``WS_THROTTLE_MS``).
 
     ``redis_url`` empty means "embedded": an in-process store for demos.
     """
@@ -63,41 +64,16 @@ def mask_password(url: str) -> str:
     return f"{scheme}{sep}{user}:***@{host}"
 
 
-_ENV = {
-    "redis_url": "REDIS_URL",
-    "redis_wait_s": "REDIS_WAIT_S",
-    "stream_retention_days": "STREAM_RETENTION_DAYS",
-    "projector_batch": "PROJECTOR_BATCH",
-    "projector_block_ms": "PROJECTOR_BLOCK_MS",
-    "projector_lease_ms": "PROJECTOR_LEASE_MS",
-    "ingest_max_batch": "INGEST_MAX_BATCH",
-    "ws_throttle_ms": "WS_THROTTLE_MS",
-    "ws_token": "WS_TOKEN",
-    "ws_max_per_ip": "WS_MAX_PER_IP",
-    "ws_heartbeat_s": "WS_HEARTBEAT_S",
-    "ws_send_timeout_s": "WS_SEND_TIMEOUT_S",
-    "ws_max_message_bytes": "WS_MAX_MESSAGE_BYTES",
-    "ready_max_lag_ms": "READY_MAX_LAG_MS",
-    "ssi_url": "SSI_URL",
-    "ssi_stream_url": "SSI_STREAM_URL",
-    "ssi_consumer_id": "SSI_CONSUMER_ID",
-    "ssi_consumer_secret": "SSI_CONSUMER_SECRET",
-    "ssi_channels": "SSI_CHANNELS",
-    "ssi_switch_mode": "SSI_SWITCH_MODE",
-    "futures_naming": "FUTURES_NAMING",
-    "log_format": "LOG_FORMAT",
-    "log_level": "LOG_LEVEL",
-}
-
-
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
     """Build Settings from ``environ`` (default: ``os.environ``); bad values raise."""
     env = os.environ if environ is None else environ
-    raw = {field: env[var] for field, var in _ENV.items() if var in env}
+    raw = {var: env[var] for var in _VARIABLES if var in env}
     try:
         return msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as exc:
-        text = str(exc)
-        for field, var in _ENV.items():  # name the variable the user set, not our field
-            text = text.replace(f"`$.{field}`", var)
+        # msgspec names the variable as `$.WS_THROTTLE_MS`: show it as the user wrote it.
+        text = str(exc).replace("`$.", "").replace("`", "")
         raise SystemExit(f"invalid setting: {text}") from None
+
+
+_VARIABLES = tuple(f.encode_name for f in msgspec.structs.fields(Settings))
