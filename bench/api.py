@@ -33,30 +33,22 @@ import sys
 import tempfile
 import time
 import zlib
-from datetime import date
-from itertools import islice
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from harness.probe import SESSION_DATE, Feed, lags_ms, percentile, probe_mark  # noqa: E402
+from harness.redis_binary import NoRedisServer, redis_server_binary  # noqa: E402
+
 HOST = "127.0.0.1"
-SESSION_DATE = date(2026, 11, 25)
 # An index id of its own: the simulator's VN30 frames would overwrite a probe value on VN30.
 PROBE_ID = "BENCHPROBE"
-PROBE_MARK = b'"index_id":"' + PROBE_ID.encode() + b'","value":'
+PROBE_MARK = probe_mark(PROBE_ID).encode()
 PING_CHANNEL = "bench:ping"
 LAG_TARGET_MS = 200.0
 E2E_MARGIN_MS = 25.0
 PER_PROCESS = 500  # WebSockets per client process
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100); nan when empty."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
 
 
 def raise_nofile() -> int:
@@ -438,51 +430,6 @@ class WsClients:
                 await self.proc.wait()
 
 
-def probe_frame(seq: int, hms: str) -> bytes:
-    """An MI frame of the probe index whose IndexValue is ``seq``."""
-    content = json.dumps({
-        "IndexId": PROBE_ID, "IndexValue": float(seq), "PriorIndexValue": 1.0,
-        "TradingDate": SESSION_DATE.strftime("%d/%m/%Y"), "Time": hms, "TotalQtty": 0.0,
-        "TotalValue": 0.0, "Advances": 0, "NoChanges": 0, "Declines": 0, "Change": 0.0,
-        "RatioChange": 0.0, "TradingSession": "LO", "Exchange": "HOSE", "RType": "MI",
-    }, separators=(",", ":"))
-    return json.dumps({"DataType": "MI", "Content": content}, separators=(",", ":")).encode()
-
-
-class Feed:
-    """Simulated frames, probes and the wall-clock time each probe was handed to ingest."""
-
-    def __init__(self, redis, seed: int) -> None:
-        from app.ingest.simulator import MarketSimulator
-        from app.ingest.writer import StreamWriter
-
-        self.writer = StreamWriter(redis)
-        sim = MarketSimulator(seed=seed, start=SESSION_DATE)
-        self.events = (ev for ev in sim.events() if ev.frame is not None)
-        self.seq = 0
-        self.hms = "09:00:00"
-        self.frames = 0
-        self.sent: dict[int, float] = {}
-
-    async def append(self, n_sim: int, probe: bool = True) -> None:
-        now = time.time()
-        ms = int(now * 1000)
-        batch = [(ev.frame, ms) for ev in islice(self.events, n_sim)]
-        if batch:
-            self.hms = _hms_of(batch[-1][0]) or self.hms
-        if probe:
-            self.seq += 1
-            batch.append((probe_frame(self.seq, self.hms), ms))
-            self.sent[self.seq] = now
-        self.frames += len(batch)
-        await self.writer.append(batch)
-
-
-def _hms_of(frame: str) -> str | None:
-    at = frame.find('Time\\":\\"')
-    return frame[at + 9 : at + 17] if at >= 0 else None
-
-
 async def wait_caught_up(redis, timeout: float = 60.0) -> None:
     from app import keys as K
 
@@ -513,33 +460,6 @@ async def wait_http(port: int, children: Children, timeout: float = 30.0) -> Non
     raise RuntimeError("the API node did not come up")
 
 
-def lags_ms(records: list[float], sent: dict[int, float], seqs: range) -> tuple[list[float], int]:
-    """Per probe: first receipt showing it (or a later one) minus its append time."""
-    out: list[float] = []
-    j, n = 0, len(records)
-    for k in seqs:
-        while j < n and records[j + 1] < k:
-            j += 2
-        if j >= n:
-            return out, len(seqs) - len(out)
-        out.append((records[j] - sent[k]) * 1000)
-    return out, 0
-
-
-async def pace(feed: Feed, seconds: float, every: float, n_sim: int) -> range:
-    """Append a batch (n_sim frames and a probe) every ``every`` s for ``seconds``."""
-    loop = asyncio.get_running_loop()
-    first = feed.seq + 1
-    start = loop.time()
-    i = 0
-    while loop.time() - start < seconds:
-        await feed.append(n_sim)
-        i += 1
-        await asyncio.sleep(max(0.0, start + i * every - loop.time()))
-    await feed.writer.flush()
-    return range(first, feed.seq + 1)
-
-
 async def measure_e2e(children: Children, feed: Feed, url: str, port: int, seconds: float,
                       rate: int, throttle_ms: int) -> dict:
     from app.store import redis_from_url
@@ -557,11 +477,11 @@ async def measure_e2e(children: Children, feed: Feed, url: str, port: int, secon
             await pinger.publish(PING_CHANNEL, repr(time.time()))
             await asyncio.sleep(tick)
 
-    await pace(feed, 1.0, tick, per_batch - 1)  # warm-up, not measured
+    await feed.pace(tick, per_batch - 1, seconds=1.0)  # warm-up, not measured
     await client.dump()
     frames0, started = feed.frames, time.perf_counter()
     pinging = asyncio.create_task(ping())
-    seqs = await pace(feed, seconds, tick, per_batch - 1)
+    seqs = await feed.pace(tick, per_batch - 1, seconds=seconds)
     elapsed = time.perf_counter() - started
     rate_seen = (feed.frames - frames0) / elapsed
     stop.set()
@@ -585,7 +505,7 @@ async def fanout_level(clients: list[WsClients], feed: Feed, seconds: float, eve
         c.cpu_s = (await c.dump())["cpu_s"]  # drop what the connect phase received
     window = time.perf_counter()
     await asyncio.sleep(0.5)
-    seqs = await pace(feed, seconds, every, 0)
+    seqs = await feed.pace(every, 0, seconds=seconds)
     await asyncio.sleep(settle)
     lags: list[float] = []
     missing = 0
@@ -684,7 +604,7 @@ async def bench(args: argparse.Namespace, binary: str) -> dict:
             children.server("api", ["serve", "--host", HOST, "--port", str(port), "--workers", "1"], env)
             await wait_http(port, children)
 
-            feed = Feed(redis, args.seed)
+            feed = Feed(redis, probe_id=PROBE_ID, seed=args.seed)
             e2e_frames = int((e2e_s + 1.0) * args.rate)  # with its 1 s warm-up
             preload = max(0, args.rest_frames - e2e_frames)
             while feed.frames < preload:
@@ -804,12 +724,14 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print the raw figures as JSON too")
     parser.add_argument("--json-out", metavar="FILE", help="write the raw figures as JSON to FILE")
     args = parser.parse_args()
-    from tests.conftest import redis_server_binary
-
+    try:
+        binary = redis_server_binary()
+    except NoRedisServer as exc:
+        sys.exit(str(exc))
     # A SIGTERM unwinds like Ctrl-C, so the servers and clients are stopped either way.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        results = asyncio.run(bench(args, redis_server_binary()))
+        results = asyncio.run(bench(args, binary))
     except KeyboardInterrupt:
         sys.exit(130)
     print(table(results))

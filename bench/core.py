@@ -32,6 +32,7 @@ from app.projections import worker  # noqa: E402
 from app.projections.session import finish_batch, fold, new_session  # noqa: E402
 from app.replay import rebuild, verify  # noqa: E402
 from app.store import private_redis_server, redis_from_url  # noqa: E402
+from harness.redis_binary import NoRedisServer, redis_server_binary  # noqa: E402
 
 SESSION_DATE = date(2026, 11, 25)
 
@@ -144,13 +145,14 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print the raw figures as JSON too")
     parser.add_argument("--json-out", metavar="FILE", help="write the raw figures as JSON to FILE")
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT))
-    from tests.conftest import redis_server_binary
-
+    try:
+        binary = redis_server_binary()
+    except NoRedisServer as exc:
+        sys.exit(str(exc))
     from app import gctune
 
     gctune.tune()  # as every stock-tracker command does
-    results = asyncio.run(bench(args.frames, args.seed, redis_server_binary()))
+    results = asyncio.run(bench(args.frames, args.seed, binary))
     print(table(results))
     if args.json:
         print(json.dumps(results, indent=2))

