@@ -64,10 +64,13 @@ def member_sets(state: SessionState) -> dict[str, set[str]]:
     return {k.member_set: set(getattr(state, k.attr)) for k in KINDS if k.member_set and k.owns_members}
 
 
-def entity_keys(keys: SessionKeys, members: dict[str, Iterable[str]]) -> list[str]:
-    """Every hash key to read to load a session, given its member sets."""
+def entity_keys(keys: SessionKeys, members: dict[str, Iterable[str]], series: bool | None = None) -> list[str]:
+    """Every hash key to read to load a session, given its member sets (only the series
+    kinds' keys with ``series=True``, only the others' with False)."""
     out: list[str] = []
     for kind in KINDS:
+        if series is not None and (kind.changed is not None) != series:
+            continue
         names = members.get(kind.member_set, ()) if kind.per_entity else ("",)
         out += [key_of(keys, kind, segment, name) for name in names for segment in kind.segments]
     return out
@@ -111,6 +114,10 @@ def diff(
     changes = Changes([], [], [], [], set())
     for kind, name in sorted(state.dirty):
         changes.kinds.add(kind)
+        series = BY_NAME[kind]
+        if series.changed is not None:
+            _series_changes(state, keys, series, name, changes)
+            continue
         for key, fields in encode(state, keys, kind, name):
             old = written.get(key, {})
             if not fields:
@@ -131,6 +138,19 @@ def diff(
             changes.sadd.append((keys.members(set_name), [name]))
     state.dirty.clear()
     return changes
+
+
+def _series_changes(state: SessionState, keys: SessionKeys, kind: Kind, name: str, changes: Changes) -> None:
+    """A series writes the fields it changed; no copy of it is kept to diff against."""
+    value = value_of(state, kind, name)
+    if value is None:
+        return
+    fields, gone = kind.changed(value)
+    key = key_of(keys, kind, kind.segments[0], name)
+    if fields:
+        changes.hset.append((key, [x for item in fields.items() for x in item]))
+    if gone:
+        changes.hdel.append((key, gone))
 
 
 def shown(kinds: Iterable[str]) -> bool:

@@ -26,11 +26,19 @@ def active_contract(stats: dict[str, SymbolStats]) -> SymbolStats | None:
     return best
 
 
+def basis(last_price: float, vn30_value: float) -> float | None:
+    """last_price - VN30, exact in hundredths of a point and served to 2 decimals (no
+    -3.8899999999998727); None until both prices are > 0."""
+    if last_price > 0 and vn30_value > 0:
+        return round((money.hundredths(last_price) - money.hundredths(vn30_value)) / 100, 2)
+    return None
+
+
 def compute(
-    stats: dict[str, SymbolStats], quotes: dict[str, QuoteState], vn30_value: float
+    active: SymbolStats | None, quotes: dict[str, QuoteState], vn30_value: float
 ) -> DerivativesState | None:
-    """The derivatives view from session stats, the quote cache and the VN30 value."""
-    active = active_contract(stats)
+    """The derivatives card: the active contract (see active_contract), its book from
+    the quote cache, and its basis against the VN30 value."""
     if active is None:
         return None
     bid, ask = best_bid_ask(quotes.get(active.symbol))
@@ -44,9 +52,8 @@ def compute(
         ask_price=ask,
         last_updated=active.last_updated,
     )
-    if active.last_price > 0 and vn30_value > 0:
-        # Exact in hundredths of a point, served to 2 decimals (no -3.8899999999998727).
-        out.basis = round((money.hundredths(active.last_price) - money.hundredths(vn30_value)) / 100, 2)
+    out.basis = basis(active.last_price, vn30_value)
+    if out.basis is not None:
         out.basis_pct = out.basis / vn30_value * 100
         out.is_premium = out.basis > 0
     return out

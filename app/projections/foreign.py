@@ -90,6 +90,18 @@ def apply_foreign(
     return state
 
 
+def minute_deltas(previous: ForeignState, msg: ForeignMsg) -> list[int]:
+    """This frame's flow deltas against the previous one: [buy volume, sell volume, buy
+    value, sell value] (values in tenths); a negative delta re-seeds (0), as for speed."""
+    buy_val, sell_val = money.tenths(msg.buy_val or 0.0), money.tenths(msg.sell_val or 0.0)
+    return [
+        max(0, int(msg.buy_vol or 0) - previous.buy_volume),
+        max(0, int(msg.sell_vol or 0) - previous.sell_volume),
+        max(0, buy_val - money.as_tenths(previous.buy_value)),
+        max(0, sell_val - money.as_tenths(previous.sell_value)),
+    ]
+
+
 def _record(deltas: dict[int, int], t: int, delta: int) -> None:
     if delta > 0:
         deltas[t] = deltas.get(t, 0) + delta

@@ -10,17 +10,20 @@ one entry here plus its pure fold.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from app.clock import parse_hms
-from app.projections import derivatives, foreign, indices, quotes, trades
+from app.projections import derivatives, foreign, history, indices, quotes, trades
 from app.projections.hashes import Hash, as_str, from_hash, hms, to_hash, text
 from app.projections.session import SessionMeta
 
 Encode = Callable[[Any], dict[str, Hash]]
 Decode = Callable[[dict[str, Hash]], Any]
+# A series kind's changed fields: value -> (fields to set, fields to delete).
+Changed = Callable[[Any], tuple[Hash, list[str]]]
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,9 @@ class Kind:
     owns_members: bool = True  # False: its names are another kind's (its member_set)
     channels: frozenset[str] = frozenset({"market"})  # WS channels that change with it
     routes: tuple[str, ...] = ()  # REST routes that show it
+    # Series (one hash field per minute or trade): a batch writes only the fields it
+    # changed, without diffing the whole hash against the last write.
+    changed: Changed | None = None
 
 
 def _struct(segment: str, cls: type) -> tuple[Encode, Decode]:
@@ -115,13 +121,104 @@ FOREIGN_SUMMARY = Kind(
     per_entity=False, channels=frozenset({"market", "foreign"}),
     routes=("/api/market/snapshot", "/api/market/foreign"),
 )
+def _number(text_value: str) -> int | float:
+    return float(text_value) if "." in text_value or "e" in text_value else int(text_value)
+
+
+def _minute_field(t: int) -> str:
+    return hms(t)[:5]
+
+
+def _series(segment: str) -> tuple[Encode, Decode, Changed]:
+    """A history.Series stored as one hash: field ``HH:MM``, value its numbers."""
+
+    def encode(series: history.Series) -> dict[str, Hash]:
+        return {segment: {_minute_field(t): _row(p) for t, p in sorted(series.points.items())}}
+
+    def decode(hashes: dict[str, Hash]) -> history.Series:
+        raw = hashes.get(segment) or {}
+        points = {parse_hms(as_str(k) + ":00"): [_number(x) for x in as_str(v).split(",")] for k, v in raw.items()}
+        return history.Series(points=dict(sorted(points.items())))
+
+    def changed(series: history.Series) -> tuple[Hash, list[str]]:
+        points = series.points
+        out = {_minute_field(t): _row(points[t]) for t in sorted(series.changed) if t in points}
+        gone = [_minute_field(t) for t in series.changed if t not in points]
+        series.changed.clear()
+        return out, gone
+
+    return encode, decode, changed
+
+
+def _row(values: list) -> str:
+    return ",".join(text(v) for v in values)
+
+
+def _tape_entry(entry: list) -> str:
+    t, price, volume, side, ssi_side = entry
+    return f"{hms(t)},{text(price)},{volume},{side},{ssi_side}"
+
+
+def _encode_tape(tape: history.Tape) -> dict[str, Hash]:
+    return {"tape": {str(n): _tape_entry(e) for n, e in tape.trades}}
+
+
+def _decode_tape(hashes: dict[str, Hash]) -> history.Tape:
+    entries = []
+    for k, v in (hashes.get("tape") or {}).items():
+        t, price, volume, side, ssi_side = as_str(v).split(",")
+        entries.append((int(as_str(k)), [parse_hms(t), _number(price), int(volume), side, ssi_side]))
+    return history.Tape(trades=deque(sorted(entries, key=lambda e: e[0])))
+
+
+def _tape_changed(tape: history.Tape) -> tuple[Hash, list[str]]:
+    kept = {n: e for n, e in tape.trades if n in tape.changed}
+    out = {str(n): _tape_entry(e) for n, e in kept.items()}
+    gone = [str(n) for n in tape.changed if n not in kept]
+    tape.changed.clear()
+    return out, gone
+
+
+_CANDLES = _series("candles")
+CANDLES = Kind(
+    "candles", "candles", ("candles",), _CANDLES[0], _CANDLES[1], member_set="stats", owns_members=False,
+    changed=_CANDLES[2], channels=frozenset({"candles"}), routes=("/api/history/candles/{symbol}",),
+)
+TAPE = Kind(
+    "tape", "tape", ("tape",), _encode_tape, _decode_tape, member_set="stats", owns_members=False,
+    changed=_tape_changed, channels=frozenset({"trades"}), routes=("/api/market/trades/{symbol}",),
+)
+_FMINUTES = _series("fminutes")
+FOREIGN_MINUTES = Kind(
+    "foreign_minutes", "foreign_minutes", ("fminutes",), _FMINUTES[0], _FMINUTES[1], member_set="foreign",
+    owns_members=False, changed=_FMINUTES[2], channels=frozenset({"foreign_history"}),
+    routes=("/api/history/foreign",),
+)
+MARKET_FOREIGN = Kind(
+    "market_foreign", "market_foreign", ("fminutes",), _FMINUTES[0], _FMINUTES[1], per_entity=False,
+    changed=_FMINUTES[2], channels=frozenset({"foreign_history"}), routes=("/api/history/foreign",),
+)
+_IBARS = _series("ibars")
+INDEX_BARS = Kind(
+    "index_bars", "index_bars", ("ibars",), _IBARS[0], _IBARS[1], member_set="index", owns_members=False,
+    changed=_IBARS[2], channels=frozenset({"index_history"}), routes=("/api/history/index/{index_id}",),
+)
+_BASIS = _series("basis")
+BASIS_LINE = Kind(
+    "basis_line", "basis_line", ("basis",), _BASIS[0], _BASIS[1], per_entity=False, changed=_BASIS[2],
+    channels=frozenset({"basis"}), routes=("/api/history/basis",),
+)
+
 # The fold's own counters and checkpoint: written with every batch, shown by no channel.
 META = Kind(
     "meta", "meta", ("meta",), *_struct("meta", SessionMeta), per_entity=False, channels=frozenset(),
 )
 
 # In load and write order: a dependent kind after the kind whose names it shares.
-KINDS: tuple[Kind, ...] = (QUOTE, STATS, FOREIGN, FLOW, INDEX, INTRADAY, DERIVATIVES, FOREIGN_SUMMARY, META)
+KINDS: tuple[Kind, ...] = (
+    QUOTE, STATS, FOREIGN, FLOW, INDEX, INTRADAY, DERIVATIVES, FOREIGN_SUMMARY,
+    CANDLES, TAPE, FOREIGN_MINUTES, MARKET_FOREIGN, INDEX_BARS, BASIS_LINE, META,
+)
 BY_NAME: dict[str, Kind] = {k.name: k for k in KINDS}
 # The SETs that name a session's entities, to enumerate them on load.
 MEMBER_SETS: tuple[str, ...] = tuple(k.member_set for k in KINDS if k.member_set and k.owns_members)

@@ -37,3 +37,8 @@ def as_tenths(amount: Money) -> int:
 def hundredths(amount: float) -> int:
     """Index points (two decimals) in hundredths."""
     return round(amount * 100)
+
+
+def price(amount: float, futures: bool = False) -> Money:
+    """A price as served: whole VND as an int, futures points (one decimal) as a float."""
+    return served(tenths(amount), futures)

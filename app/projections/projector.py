@@ -305,5 +305,7 @@ async def load_session(redis: Redis, date: str) -> tuple[SessionState, dict[str,
     }
     hashes = await hgetall_many(redis, codec.entity_keys(keys, members))
     state = codec.decode(date, hashes, keys, members)
-    written = {key: dict(fields) for key, fields in hashes.items()}
+    # What was written, to diff the next batch against; series write only what changed.
+    plain = set(codec.entity_keys(keys, members, series=False))
+    written = {key: dict(fields) for key, fields in hashes.items() if key in plain}
     return state, written, members

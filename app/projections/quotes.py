@@ -93,7 +93,7 @@ def _apply_common(quote: QuoteState, msg: SecurityMsg) -> bool:
         if value and getattr(quote, attr) != value:
             setattr(quote, attr, value)
             changed = True
-    exchange = msg.exchange
+    exchange = msg.exchange or msg.market_id
     if exchange and quote.exchange != exchange:
         quote.exchange = exchange
         changed = True

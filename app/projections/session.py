@@ -21,7 +21,7 @@ from app.frames import (
     decode_frame,
 )
 from app.futures import is_vn30_future
-from app.projections import derivatives, foreign, indices, quotes, trades
+from app.projections import derivatives, foreign, history, indices, money, quotes, trades
 
 PROJECTED = frozenset({"X-QUOTE", "X-TRADE", "X", "R", "MI", "F"})
 
@@ -51,6 +51,18 @@ class SessionState(msgspec.Struct, kw_only=True):
     intraday: dict[str, dict[int, float]] = msgspec.field(default_factory=dict)
     derivatives: derivatives.DerivativesState | None = None
     foreign_summary: foreign.ForeignSummaryState | None = None
+    # The day's history (app.projections.history).
+    candles: dict[str, history.Series] = msgspec.field(default_factory=dict)
+    tape: dict[str, history.Tape] = msgspec.field(default_factory=dict)
+    foreign_minutes: dict[str, history.Series] = msgspec.field(default_factory=dict)
+    market_foreign: history.Series = msgspec.field(default_factory=history.Series)
+    index_bars: dict[str, history.Series] = msgspec.field(default_factory=dict)
+    basis_line: history.Series = msgspec.field(default_factory=history.Series)
+    tape_length: int = history.TAPE_LENGTH
+    # The active futures contract (largest session volume), kept as trades come in;
+    # None until first needed, then found once from the loaded stats.
+    active_future: str | None = None
+    active_known: bool = False
     dirty: set[tuple[str, str]] = msgspec.field(default_factory=set)
     # Derived views are recomputed once per batch, not per frame.
     stale_views: bool = False
@@ -110,7 +122,8 @@ def finish_batch(state: SessionState) -> None:
         return
     state.stale_views = False
     vn30 = state.indices.get(derivatives.VN30)
-    deriv = derivatives.compute(state.stats, state.quotes, vn30.value if vn30 else 0.0)
+    active = state.stats.get(_active_future(state) or "")
+    deriv = derivatives.compute(active, state.quotes, vn30.value if vn30 else 0.0)
     if deriv != state.derivatives:
         state.derivatives = deriv
         state.dirty.add(("derivatives", ""))
@@ -174,11 +187,19 @@ def _apply(state: SessionState, frame: Frame) -> None:
         window = state.flows.get(sym)
         if window is None:
             window = state.flows[sym] = foreign.FlowWindow()
-        state.foreign[sym] = foreign.apply_foreign(
-            state.foreign.get(sym), window, msg, t, iso_time(state.meta.date, t)
-        )
+        previous = state.foreign.get(sym)
+        deltas = foreign.minute_deltas(previous, msg) if previous is not None else None
+        state.foreign[sym] = foreign.apply_foreign(previous, window, msg, t, iso_time(state.meta.date, t))
         state.dirty.add(("foreign", sym))
         state.dirty.add(("flow", sym))
+        if deltas is not None and any(deltas):
+            series = state.foreign_minutes.get(sym)
+            if series is None:
+                series = state.foreign_minutes[sym] = history.Series()
+            history.add_foreign_minute(series, t, deltas)
+            history.add_foreign_minute(state.market_foreign, t, deltas)
+            state.dirty.add(("foreign_minutes", sym))
+            state.dirty.add(("market_foreign", ""))
         state.stale_views = True
     elif isinstance(msg, IndexMsg):
         if msg.index_value is None:
@@ -193,8 +214,14 @@ def _apply(state: SessionState, frame: Frame) -> None:
         )
         state.dirty.add(("index", idx))
         state.dirty.add(("intraday", idx))
+        bars = state.index_bars.get(idx)
+        if bars is None:
+            bars = state.index_bars[idx] = history.Series()
+        history.add_index_bar(bars, t, msg.index_value, int(msg.total_qtty or 0))
+        state.dirty.add(("index_bars", idx))
         if idx == derivatives.VN30:
             state.stale_views = True
+            _record_basis(state, t)
     elif isinstance(msg, StatusMsg):
         _event_time(state, msg, required=False)
         if quotes.apply_status(_quote(state, msg.symbol), msg):
@@ -238,10 +265,15 @@ def _apply_security(state: SessionState, msg: SecurityMsg, data_type: str) -> No
         if stats is None:
             stats = state.stats[sym] = trades.SymbolStats(symbol=sym)
         event_time = iso_time(state.meta.date, t) if t is not None else None
-        trades.record_trade(stats, msg, trades.Trade(volume, price, side), event_time, futures)
+        value_tenths = trades.record_trade(stats, msg, trades.Trade(volume, price, side), event_time, futures)
         state.dirty.add(("stats", sym))
+        if t is not None:  # a trade without Time has no minute: totals only
+            _record_trade_history(state, sym, t, price, volume, value_tenths, side, msg.side, futures)
         if futures:
             state.stale_views = True
+            _track_active(state, sym)
+            if t is not None and state.active_future == sym:
+                _record_basis(state, t)
     if data_type in ("X-QUOTE", "X"):
         changed = quotes.apply_book(quote, msg)
     else:
@@ -250,3 +282,52 @@ def _apply_security(state: SessionState, msg: SecurityMsg, data_type: str) -> No
         state.dirty.add(("quote", sym))
         if futures:
             state.stale_views = True
+
+
+def _record_trade_history(
+    state: SessionState, sym: str, t: int, price: float, volume: int, value_tenths: int,
+    side: str, ssi_side: str | None, futures: bool,
+) -> None:
+    served = money.price(price, futures)
+    candles = state.candles.get(sym)
+    if candles is None:
+        candles = state.candles[sym] = history.Series()
+    history.add_trade_bar(candles, t, served, volume, value_tenths, side, futures)
+    tape = state.tape.get(sym)
+    if tape is None:
+        tape = state.tape[sym] = history.Tape()
+    number = state.stats[sym].trades
+    history.add_tape(tape, number, [t, served, volume, side, ssi_side or ""], state.tape_length)
+    state.dirty.add(("candles", sym))
+    state.dirty.add(("tape", sym))
+
+
+def _active_future(state: SessionState) -> str | None:
+    if not state.active_known:
+        active = derivatives.active_contract(state.stats)
+        state.active_future = active.symbol if active else None
+        state.active_known = True
+    return state.active_future
+
+
+def _track_active(state: SessionState, sym: str) -> None:
+    """Only the traded contract's volume grew: it is active now or the old one still is."""
+    current = _active_future(state)
+    if current is None or current == sym:
+        state.active_future = sym
+        return
+    mine, theirs = state.stats[sym].total_volume, state.stats[current].total_volume
+    if mine > theirs or (mine == theirs and sym < current):
+        state.active_future = sym
+
+
+def _record_basis(state: SessionState, t: int) -> None:
+    """The basis line: the card's basis after each frame of the active contract or VN30."""
+    vn30 = state.indices.get(derivatives.VN30)
+    active = state.stats.get(_active_future(state) or "")
+    if vn30 is None or active is None:
+        return
+    basis = derivatives.basis(active.last_price, vn30.value)
+    if basis is not None:
+        history.set_point(state.basis_line, t, basis)
+        state.dirty.add(("basis_line", ""))

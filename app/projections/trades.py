@@ -15,7 +15,7 @@ import msgspec
 
 from app.frames import SecurityMsg
 from app.projections import money
-from app.schemas import SessionStats
+from app.schemas import Money, SessionStats
 
 BUY = "mua_chu_dong"
 SELL = "ban_chu_dong"
@@ -24,17 +24,44 @@ AUCTIONS = frozenset({"ATO", "ATC"})
 
 
 class SymbolStats(SessionStats, kw_only=True):
-    """The seed's SessionStats plus bookkeeping and detail beyond it."""
+    """The seed's SessionStats plus bookkeeping and what the board row needs."""
 
-    max_total_vol: int = 0
+    max_total_vol: int = 0  # the board's market_volume: the exchange's own cumulative
+    market_value: Money = 0  # TotalVal of the frame that carried max_total_vol
     trades: int = 0
     last_price: float = 0.0
-    change: float | None = None
+    last_volume: int = 0
+    open: float = 0.0  # first, largest and smallest price of the counted trades
+    high: float = 0.0
+    low: float = 0.0
+    change: float | None = None  # SSI's own Change / RatioChange of the last trade
     change_pct: float | None = None
     # SSI's own aggressor flag, kept for comparison with our classifier (rule 5).
     ssi_bu_volume: int = 0
     ssi_sd_volume: int = 0
     ssi_unknown_volume: int = 0
+    agree_volume: int = 0  # of compared_volume, where our side matched SSI's
+    compared_volume: int = 0  # ours buy/sell and SSI's BU/SD
+    # Order size by trade value (stocks only): volume per bucket and side.
+    small_buy: int = 0
+    small_sell: int = 0
+    small_neutral: int = 0
+    medium_buy: int = 0
+    medium_sell: int = 0
+    medium_neutral: int = 0
+    large_buy: int = 0
+    large_sell: int = 0
+    large_neutral: int = 0
+
+
+# SIZE_BUCKETS_VND: a trade below the first bound is small, below the second medium.
+SIZE_BUCKETS_VND = (100_000_000, 1_000_000_000)
+SIDE_SUFFIX = {BUY: "_buy", SELL: "_sell", NEUTRAL: "_neutral"}
+
+
+def size_bucket(value_vnd: int, bounds: tuple[int, int] = SIZE_BUCKETS_VND) -> str:
+    """small / medium / large by a trade's value (a trade of exactly 100,000,000 is medium)."""
+    return "small" if value_vnd < bounds[0] else "medium" if value_vnd < bounds[1] else "large"
 
 
 class Trade(msgspec.Struct, frozen=True):
@@ -82,23 +109,33 @@ def detect_trade(stats: SymbolStats | None, msg: SecurityMsg, data_type: str) ->
 
 def record_trade(
     stats: SymbolStats, msg: SecurityMsg, trade: Trade, event_time: str | None, futures: bool = False
-) -> None:
-    """Add a classified trade to the symbol's totals (values exact: see money)."""
-    volume = trade.volume
-    if trade.side == BUY:
+) -> int:
+    """Add a classified trade to the symbol's totals (values exact: see money); returns
+    the trade's value in tenths."""
+    volume, price, side = trade.volume, trade.price, trade.side
+    value_tenths = volume * money.tenths(price)
+    if side == BUY:
         stats.mua_chu_dong_volume += volume
-        stats.mua_chu_dong_value = money.add(stats.mua_chu_dong_value, volume, trade.price, futures)
-    elif trade.side == SELL:
+        stats.mua_chu_dong_value = money.served(money.as_tenths(stats.mua_chu_dong_value) + value_tenths, futures)
+    elif side == SELL:
         stats.ban_chu_dong_volume += volume
-        stats.ban_chu_dong_value = money.add(stats.ban_chu_dong_value, volume, trade.price, futures)
+        stats.ban_chu_dong_value = money.served(money.as_tenths(stats.ban_chu_dong_value) + value_tenths, futures)
     else:
         stats.neutral_volume += volume
     stats.total_volume += volume
+    if stats.trades == 0:
+        stats.open = stats.high = stats.low = price
+    elif price > stats.high:
+        stats.high = price
+    elif price < stats.low:
+        stats.low = price
     stats.trades += 1
     total = int(msg.total_vol or 0)
     if total > stats.max_total_vol:
         stats.max_total_vol = total
-    stats.last_price = trade.price
+        stats.market_value = money.served(money.tenths(msg.total_val or 0.0), futures)
+    stats.last_price = price
+    stats.last_volume = volume
     if msg.change is not None:
         stats.change = msg.change
     if msg.ratio_change is not None:
@@ -112,3 +149,11 @@ def record_trade(
         stats.ssi_sd_volume += volume
     else:
         stats.ssi_unknown_volume += volume
+    if side != NEUTRAL and ssi_side in ("BU", "SD"):
+        stats.compared_volume += volume
+        if (side == BUY) == (ssi_side == "BU"):
+            stats.agree_volume += volume
+    if not futures:
+        bucket = size_bucket(value_tenths // 10) + SIDE_SUFFIX[side]
+        setattr(stats, bucket, getattr(stats, bucket) + volume)
+    return value_tenths

@@ -1,0 +1,109 @@
+"""The day's history, folded minute by minute (docs/rules.md, "The day's history").
+
+Event time only: a bar's minute is the frame's ``Time`` rounded down to the minute, so
+the ATO print (09:15:00) and the ATC print (14:45:00) fall in minutes of their own and the
+lunch break has no bars. Every series is a dict keyed by an integer (minute start in
+seconds of day, or a trade's number for the tape); the fold records which keys changed,
+so a batch writes only the bars it touched.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import msgspec
+
+from app.projections import money
+from app.schemas import Money
+
+TAPE_LENGTH = 1000
+
+# A 1-minute bar: [open, high, low, close, volume, value, buy, sell, neutral volume].
+Bar = list
+OPEN, HIGH, LOW, CLOSE, VOLUME, VALUE, BUY, SELL, NEUTRAL = range(9)
+# A foreign minute: [buy volume, sell volume, buy value, sell value] (flow deltas).
+FBUY_V, FSELL_V, FBUY_VAL, FSELL_VAL = range(4)
+# An index bar: [open, high, low, close, total_volume (the minute's last TotalQtty)].
+
+
+class Series(msgspec.Struct):
+    """Points by integer key, plus the keys changed since the last write."""
+
+    points: dict[int, list] = msgspec.field(default_factory=dict)
+    changed: set[int] = msgspec.field(default_factory=set)
+
+
+class Tape(msgspec.Struct):
+    """The newest ``TAPE_LENGTH`` counted trades of a symbol, by trade number."""
+
+    trades: deque = msgspec.field(default_factory=deque)  # (number, [time, price, volume, side, ssi_side])
+    changed: set[int] = msgspec.field(default_factory=set)  # numbers added or dropped
+
+
+def minute_of(t: int) -> int:
+    return t - t % 60
+
+
+def add_trade_bar(
+    series: Series, t: int, price: Money, volume: int, value_tenths: int, side: str, futures: bool
+) -> None:
+    """Fold one counted trade into its minute's bar (open = first in fold order)."""
+    minute = minute_of(t)
+    bar = series.points.get(minute)
+    if bar is None:
+        bar = series.points[minute] = [price, price, price, price, 0, 0, 0, 0, 0]
+    else:
+        if price > bar[HIGH]:
+            bar[HIGH] = price
+        if price < bar[LOW]:
+            bar[LOW] = price
+        bar[CLOSE] = price
+    bar[VOLUME] += volume
+    bar[VALUE] = money.served(money.as_tenths(bar[VALUE]) + value_tenths, futures)
+    bar[BUY if side == "mua_chu_dong" else SELL if side == "ban_chu_dong" else NEUTRAL] += volume
+    series.changed.add(minute)
+
+
+def add_tape(tape: Tape, number: int, entry: list, length: int = TAPE_LENGTH) -> None:
+    """Keep the newest ``length`` trades; the dropped ones are changes too (deleted)."""
+    tape.trades.append((number, entry))
+    tape.changed.add(number)
+    while len(tape.trades) > length:
+        old, _ = tape.trades.popleft()
+        tape.changed.add(old)
+
+
+def add_foreign_minute(series: Series, t: int, deltas: list) -> None:
+    """Add flow deltas (volumes and values) to their minute; all-zero deltas add nothing."""
+    if not any(deltas):
+        return
+    minute = minute_of(t)
+    point = series.points.get(minute)
+    if point is None:
+        series.points[minute] = list(deltas)
+    else:
+        for i, d in enumerate(deltas):
+            point[i] += d
+    series.changed.add(minute)
+
+
+def add_index_bar(series: Series, t: int, value: float, total_volume: int) -> None:
+    """Fold one MI frame into its minute's bar of IndexValue."""
+    minute = minute_of(t)
+    bar = series.points.get(minute)
+    if bar is None:
+        series.points[minute] = [value, value, value, value, total_volume]
+    else:
+        bar[HIGH] = max(bar[HIGH], value)
+        bar[LOW] = min(bar[LOW], value)
+        bar[CLOSE] = value
+        bar[4] = total_volume
+    series.changed.add(minute)
+
+
+def set_point(series: Series, t: int, value) -> None:
+    """The minute's value as it stands after this frame (the basis line)."""
+    minute = minute_of(t)
+    if series.points.get(minute) != [value]:
+        series.points[minute] = [value]
+        series.changed.add(minute)
