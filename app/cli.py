@@ -332,13 +332,13 @@ async def _replay(args: argparse.Namespace, settings: Settings) -> int:
         progress = Progress(total, f"replay {session}")
         started = time.perf_counter()
         if args.verify:
-            diff = await replay.verify(redis, session, progress)
+            diff = await replay.verify(redis, session, progress, tape_length=settings.tape_length)
             progress.close()
             for line in diff.lines():
                 print(line)
             print(f"{session}: {'DIFFERENT' if diff else 'identical'} ({len(diff.lines())} differences)")
             return 1 if diff else 0
-        state = await replay.rebuild(redis, session, progress)
+        state = await replay.rebuild(redis, session, progress, tape_length=settings.tape_length)
         progress.close()
         print(
             f"{session}: rebuilt {state.meta.entries} entries in {time.perf_counter() - started:.2f} s "

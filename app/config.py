@@ -31,6 +31,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     ws_send_timeout_s: float = 5.0
     ws_max_message_bytes: int = 4096
     ready_max_lag_ms: int = 5000
+    tape_length: int = 1000  # trades kept per symbol for time and sales (change it only between sessions)
     ssi_url: str = "https://fc-data.ssi.com.vn/"
     ssi_stream_url: str = "https://fc-datahub.ssi.com.vn/"
     ssi_consumer_id: str = ""

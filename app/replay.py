@@ -13,6 +13,7 @@ from app.progress import Progress
 from app.sessions import is_registered, session_dates
 from app.store import as_str, hgetall_many
 from app.projections import codec, kinds
+from app.projections.history import TAPE_LENGTH
 from app.projections.session import SessionState, finish_batch, new_session
 from app.projections.stream import Refused, entry_of, fold_entries
 
@@ -20,11 +21,12 @@ CHUNK = 10_000
 
 
 async def fold_stream(
-    redis: Redis, date: str, until: str | None = None, progress: Progress | None = None
+    redis: Redis, date: str, until: str | None = None, progress: Progress | None = None,
+    tape_length: int = TAPE_LENGTH,
 ) -> tuple[SessionState, list[Refused]]:
     """Fold a session's stream from the start (up to ``until`` inclusive) in memory."""
     keys = K.SessionKeys(date)
-    state = new_session(date)
+    state = new_session(date, tape_length)
     dead: list[Refused] = []
     last_id = ""
 
@@ -88,7 +90,9 @@ def compare(live: dict[str, dict[str, str]], rebuilt: dict[str, dict[str, str]])
     return diff
 
 
-async def verify(redis: Redis, date: str, progress: Progress | None = None) -> Diff:
+async def verify(
+    redis: Redis, date: str, progress: Progress | None = None, tape_length: int = TAPE_LENGTH
+) -> Diff:
     """Replay up to the live checkpoint and compare every projection hash."""
     keys = K.SessionKeys(date)
     checkpoint = await redis.hget(keys.meta, "checkpoint")
@@ -96,7 +100,7 @@ async def verify(redis: Redis, date: str, progress: Progress | None = None) -> D
     if until is None:
         state = new_session(date)
     else:
-        state, _ = await fold_stream(redis, date, until=until, progress=progress)
+        state, _ = await fold_stream(redis, date, until=until, progress=progress, tape_length=tape_length)
     rebuilt = codec.encode_all(state, keys) if until else {}
     return compare(await live_hashes(redis, date), rebuilt)
 
@@ -121,7 +125,9 @@ async def check_session(redis: Redis, date: str) -> int:
     return length
 
 
-async def rebuild(redis: Redis, date: str, progress: Progress | None = None) -> SessionState:
+async def rebuild(
+    redis: Redis, date: str, progress: Progress | None = None, tape_length: int = TAPE_LENGTH
+) -> SessionState:
     """Replace a session's projections with a replay of its whole stream.
 
     Stop the session's projector first (or it will be refused: the rebuild takes
@@ -132,7 +138,7 @@ async def rebuild(redis: Redis, date: str, progress: Progress | None = None) -> 
     if not await redis.set(keys.lease, owner, nx=True, px=600_000):
         raise UserError(f"session {date} is being projected; stop the projector first")
     try:
-        state, dead = await fold_stream(redis, date, progress=progress)
+        state, dead = await fold_stream(redis, date, progress=progress, tape_length=tape_length)
         hashes = codec.encode_all(state, keys)
         stale = [k for k in await live_hashes(redis, date)]
         async with redis.pipeline(transaction=True) as pipe:

@@ -18,6 +18,9 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from app.api.cache import ClosedSessionCache
+from app.api.deps import DEPENDENCIES
+from app.api.history import BoardController, HistoryController, sessions
 from app.api.hub import Hub
 from app.api.routes import MarketController, healthz, metrics_route, readyz, vn30_components
 from app.api.views import channel_state
@@ -72,11 +75,14 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
 
     return Litestar(
         route_handlers=[
-            MarketController, vn30_components, healthz, readyz, metrics_route, ws_market, ws_foreign, ws_index,
+            MarketController, BoardController, HistoryController, sessions, vn30_components, healthz, readyz, metrics_route, ws_market, ws_foreign, ws_index,
             dashboard, create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False),
         ],
         lifespan=[lifespan],
-        state=State({"settings": settings, "limiter": IpLimiter(settings.ws_max_per_ip)}),
+        state=State({
+            "settings": settings, "limiter": IpLimiter(settings.ws_max_per_ip), "closed_cache": ClosedSessionCache(),
+        }),
+        dependencies=DEPENDENCIES,
         exception_handlers={RedisConnectionError: _store_unavailable, RedisTimeoutError: _store_unavailable},
         openapi_config=OpenAPIConfig(title="stock-tracker", version="0.1.0", path="/schema"),
         logging_config=None,  # keep the one-line-per-event logs of app.logs

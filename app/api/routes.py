@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from litestar import Controller, Request, Response, get
+from litestar import Controller, Response, get
 from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import PathParameter, QueryParameter
 from redis.asyncio import Redis
@@ -14,8 +14,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app import keys as K
 from app.api import metrics
+from app.api.hub import Hub
 from app.api.views import foreign_summary
 from app.clock import parse_session_date
+from app.config import Settings
 from app.projections import read
 from app.projections.hashes import comma_list
 from app.schemas import DerivativesData, ForeignSummary, IndexData, MarketSnapshot, SessionStats
@@ -23,7 +25,8 @@ from app.schemas import DerivativesData, ForeignSummary, IndexData, MarketSnapsh
 DateParam = QueryParameter(required=False, description="Session (trading date) YYYY-MM-DD; default: the current session")
 
 
-def _check_date(date: str | None) -> str | None:
+def check_date(date: str | None) -> str | None:
+    """``?date=`` as given, checked (400 for a day that does not exist), or None."""
     if date is None:
         return None
     try:
@@ -34,7 +37,7 @@ def _check_date(date: str | None) -> str | None:
 
 async def _session(redis: Redis, date: str | None) -> str | None:
     """The session to read: the given date, or the current one (closed or not)."""
-    ref = await read.resolve_session(redis, _check_date(date))
+    ref = await read.resolve_session(redis, check_date(date))
     return ref.date if ref else None
 
 
@@ -43,35 +46,30 @@ class MarketController(Controller):
     tags = ["market"]
 
     @get("/snapshot", summary="Full market snapshot: quotes, indices, foreign, derivatives")
-    async def snapshot(self, request: Request, date: str | None = DateParam) -> MarketSnapshot:
-        redis = request.app.state.redis
+    async def snapshot(self, redis: Redis, hub: Hub, date: str | None = DateParam) -> MarketSnapshot:
         if date is None:
             # The very text the /ws/market push carries: rendered once per change.
-            return Response((await request.app.state.hub.current("market")).encode(), media_type="application/json")
-        return await read.market_snapshot(redis, _check_date(date))
+            return Response((await hub.current("market")).encode(), media_type="application/json")
+        return await read.market_snapshot(redis, check_date(date))
 
     @get("/foreign", summary="Foreign investor flow: totals and top 5 net buyers / sellers")
-    async def foreign(self, request: Request, date: str | None = DateParam) -> ForeignSummary:
-        redis = request.app.state.redis
+    async def foreign(self, redis: Redis, date: str | None = DateParam) -> ForeignSummary:
         return await foreign_summary(redis, await _session(redis, date))
 
     @get("/indices", summary="Indices (VN30, VNINDEX, HNXIndex, ...) with breadth and intraday line")
-    async def indices(self, request: Request, date: str | None = DateParam) -> dict[str, IndexData]:
-        redis = request.app.state.redis
+    async def indices(self, redis: Redis, date: str | None = DateParam) -> dict[str, IndexData]:
         session = await _session(redis, date)
         return await read.read_indices(redis, session) if session else {}
 
     @get("/derivatives", summary="The active VN30 futures contract and its basis")
-    async def derivatives(self, request: Request, date: str | None = DateParam) -> DerivativesData | None:
-        redis = request.app.state.redis
+    async def derivatives(self, redis: Redis, date: str | None = DateParam) -> DerivativesData | None:
         session = await _session(redis, date)
         return await read.read_derivatives(redis, session) if session else None
 
     @get("/trade-analysis/{symbol:str}", summary="Active buy / active sell breakdown of one symbol")
     async def trade_analysis(
-        self, request: Request, symbol: Annotated[str, PathParameter()], date: str | None = DateParam
+        self, redis: Redis, symbol: Annotated[str, PathParameter()], date: str | None = DateParam
     ) -> SessionStats:
-        redis = request.app.state.redis
         session = await _session(redis, date)
         stats = await read.read_stats(redis, session, [symbol.upper()]) if session else {}
         if not stats:
@@ -80,8 +78,7 @@ class MarketController(Controller):
 
 
 @get("/api/vn30-components", tags=["market"], summary="VN30 constituents (kept by the feed side)")
-async def vn30_components(request: Request) -> dict[str, list[str]]:
-    redis = request.app.state.redis
+async def vn30_components(redis: Redis) -> dict[str, list[str]]:
     raw = await redis.hget(K.VN30_COMPONENTS, "symbols")
     symbols = comma_list(raw)
     return {"symbols": symbols}
@@ -93,9 +90,7 @@ async def healthz() -> dict[str, str]:
 
 
 @get("/readyz", tags=["ops"], summary="Redis reachable and projector lag under the bound")
-async def readyz(request: Request) -> Response:
-    redis = request.app.state.redis
-    settings = request.app.state.settings
+async def readyz(redis: Redis, settings: Settings) -> Response:
     try:
         await redis.ping()
         lag = await metrics.projector_lag_ms(redis)
@@ -107,8 +102,7 @@ async def readyz(request: Request) -> Response:
 
 
 @get("/metrics", tags=["ops"], summary="Prometheus metrics", media_type="text/plain; version=0.0.4")
-async def metrics_route(request: Request) -> str:
-    redis = request.app.state.redis
+async def metrics_route(redis: Redis, hub: Hub) -> str:
     started = time.perf_counter()
-    text = await metrics.render(redis, request.app.state.hub)
+    text = await metrics.render(redis, hub)
     return text + f"stock_tracker_metrics_render_seconds {time.perf_counter() - started:.6f}\n"

@@ -109,6 +109,7 @@ class SessionProjector:
     async def load(self) -> None:
         """Load the session's state and checkpoint from Redis."""
         self.state, self._written, self._members = await load_session(self.redis, self.date)
+        self.state.tape_length = self.settings.tape_length
         cp = self.state.meta.checkpoint
         self._checkpoint = StreamPosition.parse(cp) if cp else START
 

@@ -74,9 +74,9 @@ class SessionState(msgspec.Struct, kw_only=True):
         return self.meta.date
 
 
-def new_session(date: str) -> SessionState:
+def new_session(date: str, tape_length: int = history.TAPE_LENGTH) -> SessionState:
     """An empty session for ``date`` (YYYY-MM-DD)."""
-    return SessionState(meta=SessionMeta(date=date))
+    return SessionState(meta=SessionMeta(date=date), tape_length=tape_length)
 
 
 class Close(msgspec.Struct, frozen=True):

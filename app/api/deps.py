@@ -1,0 +1,35 @@
+"""Litestar dependencies: what a route handler asks for by parameter name."""
+
+from __future__ import annotations
+
+from litestar.datastructures import State
+from litestar.di import Provide
+from redis.asyncio import Redis
+
+from app.api.cache import ClosedSessionCache
+from app.api.hub import Hub
+from app.config import Settings
+
+
+def _redis(state: State) -> Redis:
+    return state.redis
+
+
+def _settings(state: State) -> Settings:
+    return state.settings
+
+
+def _hub(state: State) -> Hub:
+    return state.hub
+
+
+def _closed_cache(state: State) -> ClosedSessionCache:
+    return state.closed_cache
+
+
+DEPENDENCIES = {
+    "redis": Provide(_redis, sync_to_thread=False),
+    "settings": Provide(_settings, sync_to_thread=False),
+    "hub": Provide(_hub, sync_to_thread=False),
+    "closed_cache": Provide(_closed_cache, sync_to_thread=False),
+}

@@ -1,0 +1,172 @@
+"""REST routes of the price board and the day's history (every one takes ``?date=``)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from litestar import Controller, Response, get
+from litestar.exceptions import NotFoundException, ValidationException
+from litestar.params import PathParameter, QueryParameter
+from redis.asyncio import Redis
+
+from app import keys as K
+from app.api.cache import ClosedSessionCache
+from app.api.routes import DateParam, check_date
+from app.config import Settings
+from app.projections import read, read_history
+from app.projections.hashes import comma_list
+from app.schemas import (
+    BasisHistory,
+    Board,
+    Candles,
+    ForeignHistory,
+    IndexHistory,
+    SessionRef,
+    Sessions,
+    Trades,
+)
+
+EXCHANGES = ("HOSE", "HNX", "UPCOM", "DER")
+MAX_SYMBOLS = 2000
+_SYMBOL = re.compile(r"[A-Z0-9_.\-]{1,32}")
+_ERRORS = [ValidationException, NotFoundException]
+
+
+def _json(body: bytes) -> Response:
+    return Response(body, media_type="application/json")
+
+
+async def _ref(redis: Redis, date: str | None) -> SessionRef | None:
+    return await read.resolve_session(redis, check_date(date))
+
+
+def _symbol(text: str) -> str:
+    symbol = text.upper()
+    if not _SYMBOL.fullmatch(symbol):
+        raise ValidationException(detail=f"not a symbol: {text!r}")
+    return symbol
+
+
+class BoardController(Controller):
+    path = "/api/market"
+    tags = ["board"]
+
+    @get("/board", summary="The price board: one row per symbol quoted or traded", raises=_ERRORS)
+    async def board(
+        self, redis: Redis, closed_cache: ClosedSessionCache, date: str | None = DateParam,
+        symbols: str | None = QueryParameter(
+            required=False, description="A,B,C | VN30 | HOSE | HNX | UPCOM | DER; default: every symbol"
+        ),
+    ) -> Board:
+        ref = await _ref(redis, date)
+        wanted, exchange = await self._selection(redis, symbols)
+
+        async def build() -> Board:
+            if ref is None:
+                return Board(session=None)
+            rows = await read_history.read_board(redis, ref.date, wanted)
+            if exchange is not None:
+                rows = {s: r for s, r in rows.items() if r.exchange == exchange}
+            return Board(session=ref, rows=rows)
+
+        return _json(await closed_cache.get(("board", symbols), ref, build))
+
+    @staticmethod
+    async def _selection(redis: Redis, symbols: str | None) -> tuple[list[str] | None, str | None]:
+        if symbols is None or symbols.strip() in ("", "*"):
+            return None, None
+        spec = symbols.strip().upper()
+        if spec in EXCHANGES:
+            return None, spec
+        if spec == "VN30":
+            return comma_list(await redis.hget(K.VN30_COMPONENTS, "symbols")), None
+        names = sorted({_symbol(s.strip()) for s in spec.split(",") if s.strip()})
+        if len(names) > MAX_SYMBOLS:
+            raise ValidationException(detail=f"at most {MAX_SYMBOLS} symbols per request")
+        return names, None
+
+    @get("/trades/{symbol:str}", summary="Time and sales: the symbol's latest counted trades, newest first",
+         raises=_ERRORS)
+    async def trades(
+        self, redis: Redis, settings: Settings, closed_cache: ClosedSessionCache,
+        symbol: Annotated[str, PathParameter()], date: str | None = DateParam,
+        limit: int | None = QueryParameter(required=False, description="How many (default and at most TAPE_LENGTH)"),
+    ) -> Trades:
+        sym = _symbol(symbol)
+        cap = settings.tape_length
+        n = cap if limit is None else limit
+        if not 1 <= n <= cap:
+            raise ValidationException(detail=f"limit must be 1..{cap}")
+        ref = await _ref(redis, date)
+
+        async def build() -> Trades:
+            rows = await read_history.read_trades(redis, ref.date, sym, n) if ref else []
+            return Trades(session=ref, symbol=sym, trades=rows)
+
+        return _json(await closed_cache.get(("trades", sym, n), ref, build))
+
+
+class HistoryController(Controller):
+    path = "/api/history"
+    tags = ["history"]
+
+    @get("/candles/{symbol:str}", summary="Candles of one symbol with active buy / sell volume", raises=_ERRORS)
+    async def candles(
+        self, redis: Redis, closed_cache: ClosedSessionCache, symbol: Annotated[str, PathParameter()],
+        date: str | None = DateParam,
+        interval: str = QueryParameter(default="1m", description="1m | 5m | 15m | 30m | 1h | 1d"),
+    ) -> Candles:
+        sym = _symbol(symbol)
+        if interval not in read_history.INTERVALS:
+            raise ValidationException(detail=f"interval must be one of {', '.join(read_history.INTERVALS)}")
+        ref = await _ref(redis, date)
+
+        async def build() -> Candles:
+            bars = await read_history.read_candles(redis, ref.date, sym, interval) if ref else []
+            return Candles(session=ref, symbol=sym, interval=interval, candles=bars)
+
+        return _json(await closed_cache.get(("candles", sym, interval), ref, build))
+
+    @get("/foreign", summary="Foreign flow per minute: the market's, or one symbol's", raises=_ERRORS)
+    async def foreign(
+        self, redis: Redis, closed_cache: ClosedSessionCache, date: str | None = DateParam,
+        symbol: str | None = QueryParameter(required=False, description="One symbol; default: the whole market"),
+    ) -> ForeignHistory:
+        sym = _symbol(symbol) if symbol else None
+        ref = await _ref(redis, date)
+
+        async def build() -> ForeignHistory:
+            minutes = await read_history.read_foreign_minutes(redis, ref.date, sym) if ref else []
+            return ForeignHistory(session=ref, symbol=sym, minutes=minutes)
+
+        return _json(await closed_cache.get(("foreign", sym), ref, build))
+
+    @get("/index/{index_id:str}", summary="Candles of one index (VN30, VNINDEX, HNXIndex, ...)", raises=_ERRORS)
+    async def index(
+        self, redis: Redis, closed_cache: ClosedSessionCache, index_id: Annotated[str, PathParameter()],
+        date: str | None = DateParam,
+    ) -> IndexHistory:
+        if not re.fullmatch(r"[A-Za-z0-9_.\-]{1,32}", index_id):
+            raise ValidationException(detail=f"not an index id: {index_id!r}")
+        ref = await _ref(redis, date)
+
+        async def build() -> IndexHistory:
+            bars = await read_history.read_index_candles(redis, ref.date, index_id) if ref else []
+            return IndexHistory(session=ref, index_id=index_id, candles=bars)
+
+        return _json(await closed_cache.get(("index", index_id), ref, build))
+
+    @get("/basis", summary="The VN30 futures basis, minute by minute", raises=_ERRORS)
+    async def basis(self, redis: Redis, closed_cache: ClosedSessionCache, date: str | None = DateParam) -> BasisHistory:
+        ref = await _ref(redis, date)
+
+        async def build() -> BasisHistory:
+            return BasisHistory(session=ref, points=await read_history.read_basis(redis, ref.date) if ref else [])
+
+        return _json(await closed_cache.get(("basis",), ref, build))
+
+
+@get("/api/sessions", tags=["history"], summary="The known sessions, newest first: closed, frames, dead letters")
+async def sessions(redis: Redis) -> Sessions:
+    return Sessions(current=await read.current_session(redis), sessions=await read_history.read_sessions(redis))
