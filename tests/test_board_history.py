@@ -193,3 +193,22 @@ async def test_board_and_history_routes(redis, settings, redis_server):
             assert (await client.get("/api/market/board")).json() == board
             schema = (await client.get("/schema/openapi.json")).json()
             assert "400" in schema["paths"]["/api/history/candles/{symbol}"]["get"]["responses"]
+
+
+def test_the_swagger_page_needs_nothing_from_the_internet():
+    import re
+
+    import fakeredis
+    from litestar.testing import TestClient
+
+    from app.api.app import create_app
+    from app.config import Settings
+
+    with TestClient(create_app(Settings(), redis=fakeredis.FakeAsyncRedis())) as client:
+        page = client.get("/schema/swagger")
+        assert page.status_code == 200
+        assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+        assert assets and not any(a.startswith(("http:", "https:", "//")) for a in assets), assets
+        assert "unpkg" not in page.text and "cdn" not in page.text.lower()
+        for asset in assets:
+            assert client.get(asset).status_code == 200, asset

@@ -13,7 +13,9 @@ from litestar import Litestar, Request, Response, get
 from litestar.response import File
 from litestar.static_files import create_static_files_router
 from litestar.datastructures import State
+import swagger_ui_bundle
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -32,6 +34,7 @@ from app.store import DEFAULT_URL, redis_from_url
 log = logging.getLogger("stock_tracker.api")
 
 STATIC = Path(__file__).with_name("static")
+SWAGGER_ASSETS = "/schema-assets"
 
 
 @get("/", include_in_schema=False)
@@ -77,6 +80,9 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
         route_handlers=[
             MarketController, BoardController, HistoryController, sessions, vn30_components, healthz, readyz, metrics_route, ws_market, ws_foreign, ws_index,
             dashboard, create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False),
+            create_static_files_router(
+                path=SWAGGER_ASSETS, directories=[swagger_ui_bundle.swagger_ui_path], include_in_schema=False
+            ),
         ],
         lifespan=[lifespan],
         state=State({
@@ -84,6 +90,17 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
         }),
         dependencies=DEPENDENCIES,
         exception_handlers={RedisConnectionError: _store_unavailable, RedisTimeoutError: _store_unavailable},
-        openapi_config=OpenAPIConfig(title="stock-tracker", version="0.1.0", path="/schema"),
+        openapi_config=OpenAPIConfig(
+            title="stock-tracker", version="0.1.0", path="/schema",
+            # Deployments may be offline: the page's assets come from our own install.
+            render_plugins=[
+                SwaggerRenderPlugin(
+                    js_url=f"{SWAGGER_ASSETS}/swagger-ui-bundle.js",
+                    css_url=f"{SWAGGER_ASSETS}/swagger-ui.css",
+                    standalone_preset_js_url=f"{SWAGGER_ASSETS}/swagger-ui-standalone-preset.js",
+                ),
+                JsonRenderPlugin(),
+            ],
+        ),
         logging_config=None,  # keep the one-line-per-event logs of app.logs
     )
