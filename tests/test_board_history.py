@@ -207,7 +207,7 @@ def test_the_swagger_page_needs_nothing_from_the_internet():
     with TestClient(create_app(Settings(), redis=fakeredis.FakeAsyncRedis())) as client:
         page = client.get("/schema/swagger")
         assert page.status_code == 200
-        assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+        assets = re.findall(r"""(?:src|href)=["']([^"']+)["']""", page.text)
         assert assets and not any(a.startswith(("http:", "https:", "//")) for a in assets), assets
         assert "unpkg" not in page.text and "cdn" not in page.text.lower()
         for asset in assets:

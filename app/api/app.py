@@ -98,6 +98,7 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
                     js_url=f"{SWAGGER_ASSETS}/swagger-ui-bundle.js",
                     css_url=f"{SWAGGER_ASSETS}/swagger-ui.css",
                     standalone_preset_js_url=f"{SWAGGER_ASSETS}/swagger-ui-standalone-preset.js",
+                    favicon=f"<link rel='icon' type='image/png' href='{SWAGGER_ASSETS}/favicon-32x32.png'>",
                 ),
                 JsonRenderPlugin(),
             ],
