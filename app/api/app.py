@@ -22,6 +22,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.api.cache import ClosedSessionCache
 from app.api.deps import DEPENDENCIES
+from app.api.feed import feed_status
 from app.api.history import BoardController, HistoryController, sessions
 from app.api.hub import Hub
 from app.api.routes import MarketController, healthz, metrics_route, readyz, vn30_components
@@ -78,7 +79,7 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
 
     return Litestar(
         route_handlers=[
-            MarketController, BoardController, HistoryController, sessions, vn30_components, healthz, readyz, metrics_route, ws_market, ws_foreign, ws_index,
+            MarketController, BoardController, HistoryController, sessions, vn30_components, feed_status, healthz, readyz, metrics_route, ws_market, ws_foreign, ws_index,
             dashboard, create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False),
             create_static_files_router(
                 path=SWAGGER_ASSETS, directories=[swagger_ui_bundle.swagger_ui_path], include_in_schema=False

@@ -27,14 +27,14 @@ import zlib
 from collections import OrderedDict, deque
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import date, time
-from typing import Any, AsyncIterator, Callable, Iterable
+from datetime import date, datetime, time
+from typing import Any, AsyncIterator, Callable, Iterable, Iterator
 
 import orjson
 from litestar import Litestar, Request, Response, WebSocket, get, post, route, websocket
 from litestar.enums import HttpMethod, MediaType
 
-from app.ingest.simulator import ALL_CHANNELS, INDEX_IDS, MarketSimulator, SimEvent
+from app.ingest.simulator import ALL_CHANNELS, INDEX_IDS, VN_TZ, MarketSimulator, SimEvent
 
 __all__ = ["FakeFastConnect", "FakeStats", "create_fake_app", "frames_digest", "serve_fake", "parse_channels"]
 
@@ -272,7 +272,12 @@ class FakeFastConnect:
     One simulated market feeds every connection. ``speed`` is simulated seconds per real
     second (0: flat out, but only while someone is connected); the lunch break stays
     quiet as on the real feed, the overnight gap is skipped. ``queue_max`` bounds each
-    connection's backlog of market frames: beyond it that connection loses frames.
+    connection's backlog of market frames: beyond it that connection loses frames, or
+    with ``backpressure`` the market waits for it instead.
+
+    ``sim`` and ``events`` continue a simulator run someone else started (the demo plays
+    the start of the day itself); ``hold`` keeps the market still until a connection has
+    subscribed, so a listener misses nothing of it.
     """
 
     def __init__(
@@ -290,6 +295,10 @@ class FakeFastConnect:
         keepalive_s: float = 10.0,
         switch_mode: str = "union",
         queue_max: int = 20_000,
+        sim: MarketSimulator | None = None,
+        events: Iterator[SimEvent] | None = None,
+        hold: bool = False,
+        backpressure: bool = False,
     ) -> None:
         if speed < 0:
             raise ValueError("speed must be >= 0 (0 = as fast as possible)")
@@ -299,10 +308,13 @@ class FakeFastConnect:
             raise ValueError("switch_mode must be 'union' or 'replace'")
         if queue_max < _YIELD_EVERY:
             raise ValueError(f"queue_max must be >= {_YIELD_EVERY}")
-        self.sim = MarketSimulator(
+        self.sim = sim or MarketSimulator(
             seed=seed, start=start, days=None, channels=ALL_CHANNELS, futures_naming=futures_naming,
             activity=activity, open_at=open_at,
         )
+        self._events = events
+        self.hold = hold
+        self.backpressure = backpressure
         self.seed = seed
         self.speed = float(speed)
         self.consumer_id = consumer_id
@@ -325,6 +337,7 @@ class FakeFastConnect:
         self._loop_thread: int | None = None
         self._kick: asyncio.Event | None = None  # wakes the market pump
         self._unstall: asyncio.Event | None = None  # wakes senders when a stall changes
+        self._drained: asyncio.Event | None = None  # a sender took frames off its queue
         self._anchor: tuple[float, float] | None = None  # (sim epoch s, loop time)
         self.sim_time: str | None = None
         self.app = self._build_app()
@@ -430,6 +443,7 @@ class FakeFastConnect:
         self._loop_thread = threading.get_ident()
         self._kick = asyncio.Event()
         self._unstall = asyncio.Event()
+        self._drained = asyncio.Event()
         self._anchor = None
         pump = asyncio.create_task(self._pump(), name="fake-ssi-market")
         log.info("event=fake_ssi_started seed=%d start=%s speed=%s switch_mode=%s keepalive_s=%s",
@@ -447,10 +461,12 @@ class FakeFastConnect:
 
     async def _pump(self) -> None:
         published = 0
-        events = self.sim.events()
+        events = self._events if self._events is not None else self.sim.events()
         try:
             # With open_at the simulator first replays the morning silently: keep that off the loop.
             first = await asyncio.to_thread(next, events, None)
+            if self.hold:
+                await self._wait(lambda: any(c.session.sub for c in self._conns.values()))
             for ev in itertools.chain([] if first is None else [first], events):
                 if ev.frame is None:
                     log.info("event=session_close date=%s", ev.at.date().isoformat())
@@ -463,6 +479,8 @@ class FakeFastConnect:
                     if self._burst == 0:
                         self._anchor = None  # carry on paced from wherever the burst left the market
                         log.info("event=burst_done sim_time=%s", ev.at.time().isoformat())
+                if self.backpressure and not self._room():
+                    await self._wait(self._room)
                 self._publish(ev)
                 published += 1
                 if published % _YIELD_EVERY == 0:
@@ -471,6 +489,30 @@ class FakeFastConnect:
             raise
         except Exception:
             log.exception("event=market_failed")
+
+    async def _wait(self, ready: Callable[[], bool]) -> None:
+        """Until ``ready()``, rechecked whenever a socket opens, subscribes or drains."""
+        kick, drained = self._kick, self._drained
+        assert kick is not None and drained is not None
+        while not ready():
+            kick.clear()
+            drained.clear()
+            waits = [asyncio.ensure_future(kick.wait()), asyncio.ensure_future(drained.wait())]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
+
+    def _room(self) -> bool:
+        return all(c.queued < self.queue_max for c in self._conns.values())
+
+    def sim_now(self) -> datetime | None:
+        """The simulated time the paced market stands at (None while it is not paced)."""
+        if self._anchor is None or self._loop is None or self.speed == 0:
+            return None
+        sim0, real0 = self._anchor
+        return datetime.fromtimestamp(sim0 + (self._loop.time() - real0) * self.speed, VN_TZ)
 
     async def _pace(self, ev: SimEvent) -> None:
         loop = asyncio.get_running_loop()
@@ -559,6 +601,8 @@ class FakeFastConnect:
                             frames.append(frame)
                         conn.queued -= len(parts)
                         conn.overflowing = False
+                        if self._drained is not None:
+                            self._drained.set()
                         message = '{"C":"' + self._cursor(seq) + '","M":[' + ",".join(parts) + "]}"
                         # uvicorn's sans-I/O protocol (serve_fake pins it) waits for flow control,
                         # then writes to the transport without suspending again: once send returns
@@ -638,6 +682,8 @@ class FakeFastConnect:
                 sub[ch] = None if targets is None or have is None else frozenset(have | targets)
         session.sub = sub
         conn.push(json.dumps({"I": rid}, separators=(",", ":")))
+        if self._kick is not None:
+            self._kick.set()  # a held market may start
         log.info("event=switch_channels conn=%s mode=%s channels=%s", session.id, self.switch_mode,
                  ",".join(_spec_text(sub))[:300])
 
@@ -700,6 +746,8 @@ class FakeFastConnect:
             log.info("event=ws_tasks_stopped conn=%s pending=%d", session.id, sum(not t.done() for t in tasks))
             if self._conns.get(session.id) is conn:
                 del self._conns[session.id]
+                if self._drained is not None:
+                    self._drained.set()  # a market waiting on this socket's backlog goes on
             if session.conn is conn:
                 session.conn = None
             self.stats.connections_open = len(self._conns)

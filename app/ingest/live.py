@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -128,8 +128,15 @@ def status_publisher(redis: Redis, gaps: Callable[[], int] | None = None):
     return publish
 
 
-async def run_live(redis: Redis, settings: Settings, stop: asyncio.Event) -> FastConnectStream:
-    """Stream SSI into the session streams until ``stop``; 15:00 close markers included."""
+async def run_live(
+    redis: Redis, settings: Settings, stop: asyncio.Event,
+    clock: Callable[[], datetime] = now_vn, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> FastConnectStream:
+    """Stream SSI into the session streams until ``stop``; 15:00 close markers included.
+
+    ``clock`` and ``sleep`` tell the market's time (the demo's simulated one): the close
+    marker and the futures contracts subscribed follow it.
+    """
     require_credentials(settings)
     bootstrap = feed_config(settings)
     stream = FastConnectStream(bootstrap, on_frame=_noop)
@@ -140,7 +147,7 @@ async def run_live(redis: Redis, settings: Settings, stop: asyncio.Event) -> Fas
     except BaseException:
         await stream.http.aclose()
         raise
-    config = feed_config(settings, await channels_for(settings, symbols))
+    config = feed_config(settings, await channels_for(settings, symbols, clock()))
     writer = StreamWriter(redis, settings.stream_retention_days)
     queue: asyncio.Queue = asyncio.Queue(QUEUE_BOUND)
 
@@ -151,7 +158,7 @@ async def run_live(redis: Redis, settings: Settings, stop: asyncio.Event) -> Fas
     stream.on_status = status_publisher(redis, lambda: stream.gaps)
     tasks = [
         asyncio.create_task(drain_queue(queue, writer, settings.ingest_max_batch)),
-        asyncio.create_task(close_at_three(writer)),
+        asyncio.create_task(close_at_three(writer, clock, sleep)),
     ]
     try:
         await stream.run(stop)

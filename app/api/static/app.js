@@ -619,6 +619,8 @@
     setTitle(node, "nhận lúc " + new Date().toLocaleTimeString("vi-VN"));
     const date = latest ? latest.slice(0, 10).split("-").reverse().join("/") : "—";
     setField($("#session-date"), latest.slice(0, 10), date);
+    // A simulated market's clock is its newest event time: it ticks with the data.
+    if (sim.on && latest) setField(sim.clock, latest, text);
   }
 
   function render(snap) {
@@ -655,7 +657,42 @@
   const feedPill = $("#feed-status");
   const socketPill = $("#socket-status");
 
+  // ---- simulated market (stock-tracker demo): told by /api/feed ---------------------------
+
+  const sim = { on: false, phase: "", badge: $("#sim-badge"), clock: $("#sim-clock"), timer: null };
+  let feedState = [null, undefined];
+
+  async function loadFeed() {
+    clearTimeout(sim.timer);
+    let feed;
+    try {
+      const res = await fetch("/api/feed", { cache: "no-store" });
+      if (!res.ok) return;
+      feed = await res.json();
+    } catch {
+      return; // the socket's own retry brings us back here
+    }
+    sim.on = feed.simulated === true;
+    sim.phase = sim.on ? feed.phase || "" : "";
+    sim.badge.hidden = !sim.on;
+    sim.badge.dataset.phase = sim.phase;
+    $("#sim-phase").textContent = sim.phase === "catch_up" ? "· tua nhanh" : "";
+    if (sim.on) {
+      const day = (feed.sim_date || "").split("-").reverse().join("/");
+      setTitle(sim.badge, `Thị trường mô phỏng (simulated market), phiên ${day}, chạy thật từ ${feed.sim_from} ` +
+        `x${feed.speed}: không phải dữ liệu SSI thật`);
+      // The fast-forward ends without a status change: look again until it has.
+      if (sim.phase === "catch_up") sim.timer = setTimeout(loadFeed, 2_000);
+    }
+    setFeed(...feedState);
+  }
+
   function setFeed(connected, reason) {
+    feedState = [connected, reason];
+    if (sim.on && sim.phase === "catch_up" && connected !== true) {
+      pill(feedPill, "connecting", "Nguồn: mô phỏng, đang tua nhanh");
+      return;
+    }
     if (connected === true) pill(feedPill, "connected", "Nguồn: đã kết nối");
     else if (connected === false && reason === "store") pill(feedPill, "disconnected", "Máy chủ dữ liệu: mất kết nối");
     else if (connected === false) pill(feedPill, "disconnected", "Nguồn: mất kết nối");
@@ -693,6 +730,7 @@
     ws.onopen = () => {
       lastRx = Date.now();
       pill(socketPill, "open", "Kết nối: trực tuyến");
+      loadFeed();
     };
     ws.onmessage = (ev) => {
       lastRx = Date.now();
@@ -706,6 +744,7 @@
       }
       if (msg && msg.type === "status") {
         setFeed(msg.connected, msg.reason);
+        loadFeed();
         return;
       }
       attempt = 0; // reset only once data flows, so a socket that opens then drops keeps backing off
