@@ -44,33 +44,28 @@ def minute_of(t: int) -> int:
     return t - t % 60
 
 
-def add_trade_bar(
-    series: Series, t: int, price: Money, volume: int, value_tenths: int, side: str, futures: bool
-) -> None:
-    """Fold one counted trade into its minute's bar (open = first in fold order)."""
-    minute = minute_of(t)
+def add_trade_bar(series: Series, t: int, price: float, volume: int, value: Money, side: str) -> None:
+    """Fold one counted trade into its minute's bar (open = first in fold order).
+
+    Prices are kept as the frame gave them; readers serve them (money.price)."""
+    minute = t - t % 60
     bar = series.points.get(minute)
     if bar is None:
         bar = series.points[minute] = [price, price, price, price, 0, 0, 0, 0, 0]
     else:
         if price > bar[HIGH]:
             bar[HIGH] = price
-        if price < bar[LOW]:
+        elif price < bar[LOW]:
             bar[LOW] = price
         bar[CLOSE] = price
     bar[VOLUME] += volume
-    bar[VALUE] = money.served(money.as_tenths(bar[VALUE]) + value_tenths, futures)
+    total = bar[VALUE]
+    if type(total) is int and type(value) is int:
+        bar[VALUE] = total + value
+    else:
+        bar[VALUE] = money.served(money.as_tenths(total) + money.as_tenths(value), True)
     bar[BUY if side == "mua_chu_dong" else SELL if side == "ban_chu_dong" else NEUTRAL] += volume
     series.changed.add(minute)
-
-
-def add_tape(tape: Tape, number: int, entry: list, length: int = TAPE_LENGTH) -> None:
-    """Keep the newest ``length`` trades; the dropped ones are changes too (deleted)."""
-    tape.trades.append((number, entry))
-    tape.changed.add(number)
-    while len(tape.trades) > length:
-        old, _ = tape.trades.popleft()
-        tape.changed.add(old)
 
 
 def add_foreign_minute(series: Series, t: int, deltas: list) -> None:

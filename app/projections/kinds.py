@@ -10,7 +10,9 @@ one entry here plus its pure fold.
 
 from __future__ import annotations
 
+import functools
 from collections import deque
+from itertools import islice
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -156,7 +158,10 @@ def _row(values: list) -> str:
 
 def _tape_entry(entry: list) -> str:
     t, price, volume, side, ssi_side = entry
-    return f"{hms(t)},{text(price)},{volume},{side},{ssi_side}"
+    return f"{_hms(t)},{price!r},{volume},{side},{ssi_side}"
+
+
+_hms = functools.lru_cache(maxsize=8192)(hms)  # one tape entry per trade: the times repeat
 
 
 def _encode_tape(tape: history.Tape) -> dict[str, Hash]:
@@ -172,9 +177,12 @@ def _decode_tape(hashes: dict[str, Hash]) -> history.Tape:
 
 
 def _tape_changed(tape: history.Tape) -> tuple[Hash, list[str]]:
-    kept = {n: e for n, e in tape.trades if n in tape.changed}
-    out = {str(n): _tape_entry(e) for n, e in kept.items()}
-    gone = [str(n) for n in tape.changed if n not in kept]
+    # Changed numbers still on the tape are the newest ones, at its end: no walk of it all.
+    first = tape.trades[0][0] if tape.trades else 0
+    added = sum(1 for n in tape.changed if n >= first)
+    entry = _tape_entry
+    out = {str(n): entry(e) for n, e in islice(reversed(tape.trades), added)}
+    gone = [str(n) for n in tape.changed if n < first]
     tape.changed.clear()
     return out, gone
 

@@ -88,21 +88,24 @@ def _add_money(a, b):
 
 async def read_candles(redis: Redis, date: str, symbol: str, interval: str = "1m") -> list[Candle]:
     series = await _series(redis, date, CANDLES, symbol)
-    return [
-        Candle(
-            time=iso_time(date, t), open=b[0], high=b[1], low=b[2], close=b[3], volume=b[4], value=b[5],
+    futures = is_vn30_future(symbol)
+    out = []
+    for t, b in merge_candles(series.points, INTERVALS[interval]):
+        o, h, low, c = (money.price(p, futures) for p in b[:4])
+        out.append(Candle(
+            time=iso_time(date, t), open=o, high=h, low=low, close=c, volume=b[4], value=b[5],
             buy_volume=b[6], sell_volume=b[7], neutral_volume=b[8],
-        )
-        for t, b in merge_candles(series.points, INTERVALS[interval])
-    ]
+        ))
+    return out
 
 
 async def read_trades(redis: Redis, date: str, symbol: str, limit: int) -> list[TapeTrade]:
     """The newest ``limit`` counted trades, newest first."""
     tape = await _series(redis, date, TAPE, symbol)
+    futures = is_vn30_future(symbol)
     newest = list(tape.trades)[-limit:] if limit > 0 else []
     return [
-        TapeTrade(time=iso_time(date, e[0]), price=e[1], volume=e[2], side=e[3], ssi_side=e[4])
+        TapeTrade(time=iso_time(date, e[0]), price=money.price(e[1], futures), volume=e[2], side=e[3], ssi_side=e[4])
         for _, e in reversed(newest)
     ]
 

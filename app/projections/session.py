@@ -21,7 +21,7 @@ from app.frames import (
     decode_frame,
 )
 from app.futures import is_vn30_future
-from app.projections import derivatives, foreign, history, indices, money, quotes, trades
+from app.projections import derivatives, foreign, history, indices, quotes, trades
 
 PROJECTED = frozenset({"X-QUOTE", "X-TRADE", "X", "R", "MI", "F"})
 
@@ -265,10 +265,10 @@ def _apply_security(state: SessionState, msg: SecurityMsg, data_type: str) -> No
         if stats is None:
             stats = state.stats[sym] = trades.SymbolStats(symbol=sym)
         event_time = iso_time(state.meta.date, t) if t is not None else None
-        value_tenths = trades.record_trade(stats, msg, trades.Trade(volume, price, side), event_time, futures)
+        value = trades.record_trade(stats, msg, trades.Trade(volume, price, side), event_time, futures)
         state.dirty.add(("stats", sym))
         if t is not None:  # a trade without Time has no minute: totals only
-            _record_trade_history(state, sym, t, price, volume, value_tenths, side, msg.side, futures)
+            _record_trade_history(state, sym, t, price, volume, value, side, msg.side, stats.trades)
         if futures:
             state.stale_views = True
             _track_active(state, sym)
@@ -285,21 +285,28 @@ def _apply_security(state: SessionState, msg: SecurityMsg, data_type: str) -> No
 
 
 def _record_trade_history(
-    state: SessionState, sym: str, t: int, price: float, volume: int, value_tenths: int,
-    side: str, ssi_side: str | None, futures: bool,
+    state: SessionState, sym: str, t: int, price: float, volume: int, value,
+    side: str, ssi_side: str | None, number: int,
 ) -> None:
-    served = money.price(price, futures)
     candles = state.candles.get(sym)
     if candles is None:
         candles = state.candles[sym] = history.Series()
-    history.add_trade_bar(candles, t, served, volume, value_tenths, side, futures)
     tape = state.tape.get(sym)
     if tape is None:
         tape = state.tape[sym] = history.Tape()
-    number = state.stats[sym].trades
-    history.add_tape(tape, number, [t, served, volume, side, ssi_side or ""], state.tape_length)
-    state.dirty.add(("candles", sym))
-    state.dirty.add(("tape", sym))
+    history.add_trade_bar(candles, t, price, volume, value, side)
+    # The tape, inline (once per trade): newest last, the oldest dropped past its length.
+    trades_, changed = tape.trades, tape.changed
+    trades_.append((number, [t, price, volume, side, ssi_side or ""]))
+    changed.add(number)
+    length = state.tape_length
+    if len(trades_) > length + length // 16:
+        # Dropped in runs, not one per trade: fewer deletes for Redis; readers take the newest.
+        while len(trades_) > length:
+            changed.add(trades_.popleft()[0])
+    dirty = state.dirty
+    dirty.add(("candles", sym))
+    dirty.add(("tape", sym))
 
 
 def _active_future(state: SessionState) -> str | None:

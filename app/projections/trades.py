@@ -56,14 +56,6 @@ class SymbolStats(SessionStats, kw_only=True):
 
 # SIZE_BUCKETS_VND: a trade below the first bound is small, below the second medium.
 SIZE_BUCKETS_VND = (100_000_000, 1_000_000_000)
-SIDE_SUFFIX = {BUY: "_buy", SELL: "_sell", NEUTRAL: "_neutral"}
-
-
-def size_bucket(value_vnd: int, bounds: tuple[int, int] = SIZE_BUCKETS_VND) -> str:
-    """small / medium / large by a trade's value (a trade of exactly 100,000,000 is medium)."""
-    return "small" if value_vnd < bounds[0] else "medium" if value_vnd < bounds[1] else "large"
-
-
 class Trade(msgspec.Struct, frozen=True):
     """One trade the fold recognised in a frame."""
 
@@ -107,19 +99,32 @@ def detect_trade(stats: SymbolStats | None, msg: SecurityMsg, data_type: str) ->
     return total - stats.max_total_vol
 
 
+def trade_value(volume: int, price: float, futures: bool) -> Money:
+    """volume x price, exact: whole VND for a stock, tenths-rounded points for futures."""
+    whole = int(price)
+    if not futures and whole == price:
+        return volume * whole  # the common case: integers all the way
+    return money.served(volume * money.tenths(price), futures)
+
+
 def record_trade(
     stats: SymbolStats, msg: SecurityMsg, trade: Trade, event_time: str | None, futures: bool = False
-) -> int:
+) -> Money:
     """Add a classified trade to the symbol's totals (values exact: see money); returns
-    the trade's value in tenths."""
+    the trade's value."""
     volume, price, side = trade.volume, trade.price, trade.side
-    value_tenths = volume * money.tenths(price)
+    whole = int(price)
+    # Stocks: integers all the way (the hot path); futures: tenths of a point.
+    exact = not futures and whole == price
+    value = volume * whole if exact else trade_value(volume, price, futures)
     if side == BUY:
         stats.mua_chu_dong_volume += volume
-        stats.mua_chu_dong_value = money.served(money.as_tenths(stats.mua_chu_dong_value) + value_tenths, futures)
+        total = stats.mua_chu_dong_value
+        stats.mua_chu_dong_value = total + value if exact and type(total) is int else _add(total, value, futures)
     elif side == SELL:
         stats.ban_chu_dong_volume += volume
-        stats.ban_chu_dong_value = money.served(money.as_tenths(stats.ban_chu_dong_value) + value_tenths, futures)
+        total = stats.ban_chu_dong_value
+        stats.ban_chu_dong_value = total + value if exact and type(total) is int else _add(total, value, futures)
     else:
         stats.neutral_volume += volume
     stats.total_volume += volume
@@ -142,18 +147,51 @@ def record_trade(
         stats.change_pct = msg.ratio_change
     if event_time is not None:
         stats.last_updated = event_time
-    ssi_side = (msg.side or "").upper()
-    if ssi_side == "BU":
+    ssi_side = msg.side
+    if ssi_side == "BU" or ssi_side == "bu":
         stats.ssi_bu_volume += volume
-    elif ssi_side == "SD":
+        if side != NEUTRAL:
+            stats.compared_volume += volume
+            if side == BUY:
+                stats.agree_volume += volume
+    elif ssi_side == "SD" or ssi_side == "sd":
         stats.ssi_sd_volume += volume
+        if side != NEUTRAL:
+            stats.compared_volume += volume
+            if side == SELL:
+                stats.agree_volume += volume
     else:
         stats.ssi_unknown_volume += volume
-    if side != NEUTRAL and ssi_side in ("BU", "SD"):
-        stats.compared_volume += volume
-        if (side == BUY) == (ssi_side == "BU"):
-            stats.agree_volume += volume
     if not futures:
-        bucket = size_bucket(value_tenths // 10) + SIDE_SUFFIX[side]
-        setattr(stats, bucket, getattr(stats, bucket) + volume)
-    return value_tenths
+        _add_size(stats, value, side, volume)
+    return value
+
+
+def _add(total: Money, value: Money, futures: bool) -> Money:
+    if type(total) is int and type(value) is int:
+        return total + value
+    return money.served(money.as_tenths(total) + money.as_tenths(value), futures)
+
+
+def _add_size(stats: SymbolStats, value: Money, side: str, volume: int) -> None:
+    small, medium = SIZE_BUCKETS_VND
+    if value < small:
+        if side == BUY:
+            stats.small_buy += volume
+        elif side == SELL:
+            stats.small_sell += volume
+        else:
+            stats.small_neutral += volume
+    elif value < medium:
+        if side == BUY:
+            stats.medium_buy += volume
+        elif side == SELL:
+            stats.medium_sell += volume
+        else:
+            stats.medium_neutral += volume
+    elif side == BUY:
+        stats.large_buy += volume
+    elif side == SELL:
+        stats.large_sell += volume
+    else:
+        stats.large_neutral += volume
