@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from redis.asyncio import Redis
 
 from app.api.cache import ClosedSessionCache
@@ -33,3 +33,9 @@ DEPENDENCIES = {
     "hub": Provide(_hub, sync_to_thread=False),
     "closed_cache": Provide(_closed_cache, sync_to_thread=False),
 }
+
+# Handler parameter types: ``redis: RedisDep`` is filled from DEPENDENCIES by name.
+RedisDep = NamedDependency[Redis]
+SettingsDep = NamedDependency[Settings]
+HubDep = NamedDependency[Hub]
+ClosedCacheDep = NamedDependency[ClosedSessionCache]

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import msgspec
 from litestar import get
-from redis.asyncio import Redis
 
 from app import keys as K
 from app.projections.hashes import from_hash
+from app.api.deps import RedisDep
 
 CATCH_UP = "catch_up"  # the day's start is being played flat out, up to the simulated now
 LIVE = "live"  # frames now come through the fake FastConnect, paced
@@ -45,7 +45,7 @@ class FeedView(msgspec.Struct, kw_only=True):
 
 
 @get("/api/feed", tags=["ops"], summary="Feed status, and whether the market shown is simulated (demo)")
-async def feed_status(redis: Redis) -> FeedView:
+async def feed_status(redis: RedisDep) -> FeedView:
     raw = await redis.hgetall(K.FEED_STATUS)
     try:
         return from_hash(raw, FeedView) if raw else FeedView()

@@ -11,9 +11,8 @@ from litestar.params import PathParameter, QueryParameter
 from redis.asyncio import Redis
 
 from app import keys as K
-from app.api.cache import ClosedSessionCache
+from app.api.deps import ClosedCacheDep, RedisDep, SettingsDep
 from app.api.routes import DateParam, check_date
-from app.config import Settings
 from app.projections import read, read_history
 from app.projections.hashes import comma_list
 from app.schemas import (
@@ -54,7 +53,7 @@ class BoardController(Controller):
 
     @get("/board", summary="The price board: one row per symbol quoted or traded", raises=_ERRORS)
     async def board(
-        self, redis: Redis, closed_cache: ClosedSessionCache, date: str | None = DateParam,
+        self, redis: RedisDep, closed_cache: ClosedCacheDep, date: str | None = DateParam,
         symbols: str | None = QueryParameter(
             required=False, description="A,B,C | VN30 | HOSE | HNX | UPCOM | DER; default: every symbol"
         ),
@@ -89,7 +88,7 @@ class BoardController(Controller):
     @get("/trades/{symbol:str}", summary="Time and sales: the symbol's latest counted trades, newest first",
          raises=_ERRORS)
     async def trades(
-        self, redis: Redis, settings: Settings, closed_cache: ClosedSessionCache,
+        self, redis: RedisDep, settings: SettingsDep, closed_cache: ClosedCacheDep,
         symbol: Annotated[str, PathParameter()], date: str | None = DateParam,
         limit: int | None = QueryParameter(required=False, description="How many (default and at most TAPE_LENGTH)"),
     ) -> Trades:
@@ -113,7 +112,7 @@ class HistoryController(Controller):
 
     @get("/candles/{symbol:str}", summary="Candles of one symbol with active buy / sell volume", raises=_ERRORS)
     async def candles(
-        self, redis: Redis, closed_cache: ClosedSessionCache, symbol: Annotated[str, PathParameter()],
+        self, redis: RedisDep, closed_cache: ClosedCacheDep, symbol: Annotated[str, PathParameter()],
         date: str | None = DateParam,
         interval: str = QueryParameter(default="1m", description="1m | 5m | 15m | 30m | 1h | 1d"),
     ) -> Candles:
@@ -130,7 +129,7 @@ class HistoryController(Controller):
 
     @get("/foreign", summary="Foreign flow per minute: the market's, or one symbol's", raises=_ERRORS)
     async def foreign(
-        self, redis: Redis, closed_cache: ClosedSessionCache, date: str | None = DateParam,
+        self, redis: RedisDep, closed_cache: ClosedCacheDep, date: str | None = DateParam,
         symbol: str | None = QueryParameter(required=False, description="One symbol; default: the whole market"),
     ) -> ForeignHistory:
         sym = _symbol(symbol) if symbol else None
@@ -144,7 +143,7 @@ class HistoryController(Controller):
 
     @get("/index/{index_id:str}", summary="Candles of one index (VN30, VNINDEX, HNXIndex, ...)", raises=_ERRORS)
     async def index(
-        self, redis: Redis, closed_cache: ClosedSessionCache, index_id: Annotated[str, PathParameter()],
+        self, redis: RedisDep, closed_cache: ClosedCacheDep, index_id: Annotated[str, PathParameter()],
         date: str | None = DateParam,
     ) -> IndexHistory:
         if not re.fullmatch(r"[A-Za-z0-9_.\-]{1,32}", index_id):
@@ -158,7 +157,7 @@ class HistoryController(Controller):
         return _json(await closed_cache.get(("index", index_id), ref, build))
 
     @get("/basis", summary="The VN30 futures basis, minute by minute", raises=_ERRORS)
-    async def basis(self, redis: Redis, closed_cache: ClosedSessionCache, date: str | None = DateParam) -> BasisHistory:
+    async def basis(self, redis: RedisDep, closed_cache: ClosedCacheDep, date: str | None = DateParam) -> BasisHistory:
         ref = await _ref(redis, date)
 
         async def build() -> BasisHistory:
@@ -168,5 +167,5 @@ class HistoryController(Controller):
 
 
 @get("/api/sessions", tags=["history"], summary="The known sessions, newest first: closed, frames, dead letters")
-async def sessions(redis: Redis) -> Sessions:
+async def sessions(redis: RedisDep) -> Sessions:
     return Sessions(current=await read.current_session(redis), sessions=await read_history.read_sessions(redis))

@@ -14,13 +14,12 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app import keys as K
 from app.api import metrics
-from app.api.hub import Hub
 from app.api.views import foreign_summary
 from app.clock import parse_session_date
-from app.config import Settings
 from app.projections import read
 from app.projections.hashes import comma_list
 from app.schemas import DerivativesData, ForeignSummary, IndexData, MarketSnapshot, SessionStats
+from app.api.deps import RedisDep, SettingsDep, HubDep
 
 DateParam = QueryParameter(required=False, description="Session (trading date) YYYY-MM-DD; default: the current session")
 
@@ -46,29 +45,29 @@ class MarketController(Controller):
     tags = ["market"]
 
     @get("/snapshot", summary="Full market snapshot: quotes, indices, foreign, derivatives")
-    async def snapshot(self, redis: Redis, hub: Hub, date: str | None = DateParam) -> MarketSnapshot:
+    async def snapshot(self, redis: RedisDep, hub: HubDep, date: str | None = DateParam) -> MarketSnapshot:
         if date is None:
             # The very text the /ws/market push carries: rendered once per change.
             return Response((await hub.current("market")).encode(), media_type="application/json")
         return await read.market_snapshot(redis, check_date(date))
 
     @get("/foreign", summary="Foreign investor flow: totals and top 5 net buyers / sellers")
-    async def foreign(self, redis: Redis, date: str | None = DateParam) -> ForeignSummary:
+    async def foreign(self, redis: RedisDep, date: str | None = DateParam) -> ForeignSummary:
         return await foreign_summary(redis, await _session(redis, date))
 
     @get("/indices", summary="Indices (VN30, VNINDEX, HNXIndex, ...) with breadth and intraday line")
-    async def indices(self, redis: Redis, date: str | None = DateParam) -> dict[str, IndexData]:
+    async def indices(self, redis: RedisDep, date: str | None = DateParam) -> dict[str, IndexData]:
         session = await _session(redis, date)
         return await read.read_indices(redis, session) if session else {}
 
     @get("/derivatives", summary="The active VN30 futures contract and its basis")
-    async def derivatives(self, redis: Redis, date: str | None = DateParam) -> DerivativesData | None:
+    async def derivatives(self, redis: RedisDep, date: str | None = DateParam) -> DerivativesData | None:
         session = await _session(redis, date)
         return await read.read_derivatives(redis, session) if session else None
 
     @get("/trade-analysis/{symbol:str}", summary="Active buy / active sell breakdown of one symbol")
     async def trade_analysis(
-        self, redis: Redis, symbol: Annotated[str, PathParameter()], date: str | None = DateParam
+        self, redis: RedisDep, symbol: Annotated[str, PathParameter()], date: str | None = DateParam
     ) -> SessionStats:
         session = await _session(redis, date)
         stats = await read.read_stats(redis, session, [symbol.upper()]) if session else {}
@@ -78,7 +77,7 @@ class MarketController(Controller):
 
 
 @get("/api/vn30-components", tags=["market"], summary="VN30 constituents (kept by the feed side)")
-async def vn30_components(redis: Redis) -> dict[str, list[str]]:
+async def vn30_components(redis: RedisDep) -> dict[str, list[str]]:
     raw = await redis.hget(K.VN30_COMPONENTS, "symbols")
     symbols = comma_list(raw)
     return {"symbols": symbols}
@@ -90,7 +89,7 @@ async def healthz() -> dict[str, str]:
 
 
 @get("/readyz", tags=["ops"], summary="Redis reachable and projector lag under the bound")
-async def readyz(redis: Redis, settings: Settings) -> Response:
+async def readyz(redis: RedisDep, settings: SettingsDep) -> Response:
     try:
         await redis.ping()
         lag = await metrics.projector_lag_ms(redis)
@@ -102,7 +101,7 @@ async def readyz(redis: Redis, settings: Settings) -> Response:
 
 
 @get("/metrics", tags=["ops"], summary="Prometheus metrics", media_type="text/plain; version=0.0.4")
-async def metrics_route(redis: Redis, hub: Hub) -> str:
+async def metrics_route(redis: RedisDep, hub: HubDep) -> str:
     started = time.perf_counter()
     text = await metrics.render(redis, hub)
     return text + f"stock_tracker_metrics_render_seconds {time.perf_counter() - started:.6f}\n"
