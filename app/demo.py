@@ -30,7 +30,7 @@ from redis.asyncio import Redis
 from app import keys as K
 from app.api.app import create_app
 from app.api.feed import LIVE, SIMULATION_FIELDS, Simulation
-from app.clock import now_vn
+from app.clock import SESSION_CLOSE, VN_TZ, now_vn
 from app.config import Settings
 from app.contracts import FeedStatus
 from app.errors import UserError
@@ -219,7 +219,8 @@ async def start_demo(
         # The market holds still until our client has subscribed, and waits for it rather
         # than dropping frames: the live part loses nothing either.
         demo.fake = FakeFastConnect(seed=seed, speed=speed, sim=sim, events=rest, hold=True, backpressure=True)
-        demo.clock = SimClock(the_plan.start_at, speed, demo.fake.sim_now)
+        demo.clock = SimClock(the_plan.start_at, speed, demo.fake.sim_now,
+                              end=datetime.combine(the_plan.date, SESSION_CLOSE, VN_TZ))
         fake_sock = listen("127.0.0.1", 0)
         fake_url = f"http://127.0.0.1:{fake_sock.getsockname()[1]}/"
         fake, fake_task = await _start(demo.fake.app, fake_sock, "fake FastConnect", ws_ping_interval=None)

@@ -204,29 +204,38 @@ def check(cond):
 
 
 @pytest.mark.anyio
-async def test_the_session_closes_at_simulated_three(redis):
+async def test_the_session_closes_at_simulated_three_and_only_once(redis):
     """The close marker follows the simulated clock, whatever the wall clock says."""
-    sim_now = [datetime(2026, 12, 2, 14, 59, 59, tzinfo=VN_TZ)]
-    reads = [0]
+    day = datetime(2026, 12, 2, tzinfo=VN_TZ)
+    paced = [day.replace(hour=14, minute=59, second=58)]  # what the fake's pacing says; None: it stopped
+    reads, mono = [0], [0.0]
 
     def read_clock():
         reads[0] += 1
-        return sim_now[0]
+        mono[0] += 0.5  # each look at the clock: half a real second later
+        return paced[0]
 
-    clock = SimClock(sim_now[0] - timedelta(hours=4), speed=1e6, read=read_clock)
+    clock = SimClock(day.replace(hour=10), speed=1e6, read=read_clock, end=day.replace(hour=15),
+                     monotonic=lambda: mono[0])
     writer = StreamWriter(redis)
     closer = asyncio.create_task(close_at_three(writer, clock.now, clock.sleep))
     frames = K.SessionKeys("2026-12-02").frames
     try:
-        # While the simulated clock stands before 15:00 the clock is read again and again
-        # (the wait is in simulated time), and no marker is written.
-        await until(check(lambda: reads[0] > 50), timeout=10)
+        # While the simulated clock stands before 15:00 it is read again and again (the
+        # wait is in simulated time), and no marker is written.
+        await until(check(lambda: reads[0] > 20), timeout=10)
         assert await redis.xlen(frames) == 0
-        sim_now[0] = datetime(2026, 12, 2, 15, 0, 0, 500_000, tzinfo=VN_TZ)
+        # The day's last frame is out: the fake stops pacing, the clock runs on by itself.
+        paced[0] = None
         await until(lambda: redis.xlen(frames), timeout=10)
         (_, marker), = await redis.xrange(frames)
-        three = datetime(2026, 12, 2, 15, 0, tzinfo=VN_TZ)
+        three = day.replace(hour=15)
         assert marker == {b"m": b"close", b"t": str(int(three.timestamp() * 1000)).encode()}
+        # The simulated day is over: its clock stops at 15:00, so no next day's close follows.
+        seen = reads[0]
+        await until(check(lambda: reads[0] > seen + 10), timeout=30)
+        assert clock.now() == three and await redis.xlen(frames) == 1
+        assert await redis.zrange(K.SESSIONS, 0, -1) == [b"2026-12-02"]
     finally:
         closer.cancel()
         await asyncio.gather(closer, return_exceptions=True)

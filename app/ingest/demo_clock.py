@@ -8,6 +8,7 @@ that simulated market, so the 15:00 session close follows the simulation, not th
 from __future__ import annotations
 
 import asyncio
+import time as time_
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from typing import NamedTuple
@@ -72,19 +73,31 @@ def plan(now: datetime) -> DemoPlan:
 
 class SimClock:
     """Time on the simulated market: frozen at the plan's start until the live part runs,
-    then as the fake FastConnect paces its frames (``read`` gives its simulated now)."""
+    then as the fake FastConnect paces its frames (``read`` gives its simulated now), on
+    at ``speed`` by itself while the fake paces nothing, and never past ``end`` (the
+    simulated day is over then: nothing is to happen after it, no next day's close)."""
 
-    def __init__(self, start: datetime, speed: float, read: Callable[[], datetime | None] = lambda: None) -> None:
+    def __init__(self, start: datetime, speed: float, read: Callable[[], datetime | None] = lambda: None,
+                 end: datetime | None = None, monotonic: Callable[[], float] = time_.monotonic) -> None:
         self.start = start
         self.speed = speed if speed > 0 else 1000.0
         self.read = read
+        self.end = end
+        self.monotonic = monotonic
+        self._seen: tuple[datetime, float] | None = None  # the last reading and when
         self._last = start
 
     def now(self) -> datetime:
-        current = self.read()
-        # Never backwards: the fake forgets its pacing when the day ends.
-        if current is not None and current > self._last:
-            self._last = current
+        current, mono = self.read(), self.monotonic()
+        if current is not None:
+            self._seen = (current, mono)
+        elif self._seen is not None:  # the fake forgets its pacing when the day ends
+            seen, at = self._seen
+            current = seen + timedelta(seconds=(mono - at) * self.speed)
+        if current is not None:
+            if self.end is not None:
+                current = min(current, self.end)
+            self._last = max(self._last, current)  # never backwards
         return self._last
 
     async def sleep(self, seconds: float) -> None:
