@@ -120,8 +120,8 @@ class CatchUp:
 
 
 async def catch_up(redis: Redis, settings: Settings, events: Iterator[SimEvent], until: datetime,
-                   wanted: Callable[[SimEvent], bool]) -> CatchUp:
-    """Append every subscribed frame before ``until``, in order, exactly once."""
+                   wanted: Callable[[SimEvent], bool], stop: asyncio.Event) -> CatchUp:
+    """Append every subscribed frame before ``until``, in order, exactly once (or until ``stop``)."""
     started = time.perf_counter()
     writer = StreamWriter(redis, settings.stream_retention_days)
     done = CatchUp()
@@ -145,6 +145,8 @@ async def catch_up(redis: Redis, settings: Settings, events: Iterator[SimEvent],
             batch.append(ev.frame)
             if len(batch) >= CATCH_UP_BATCH:
                 await flush()
+                if stop.is_set():  # Ctrl-C while catching up: no need to finish
+                    break
     await flush()
     await writer.flush()
     done.seconds = time.perf_counter() - started
@@ -184,12 +186,16 @@ async def _announce_caught_up(redis: Redis, demo: Demo, started: float) -> None:
 async def start_demo(
     settings: Settings, redis: Redis, sock: socket.socket, *, speed: float = 1.0, seed: int = 1,
     clock: Callable[[], datetime] = now_vn, planner: Callable[[datetime], DemoPlan] = plan,
+    stop: asyncio.Event | None = None,
 ) -> AsyncIterator[Demo]:
-    """Start the demo on ``redis``, its API on ``sock``; everything stops on exit."""
+    """Start the demo on ``redis``, its API on ``sock``; everything stops on exit or ``stop``.
+
+    When ``stop`` is set during the catch-up, the live part is not started.
+    """
     started = time.perf_counter()
     the_plan = planner(clock())
     host, port = sock.getsockname()[:2]
-    demo = Demo(the_plan, f"http://{host}:{port}/", asyncio.Event())
+    demo = Demo(the_plan, f"http://{host}:{port}/", stop or asyncio.Event())
     settings = msgspec.structs.replace(settings, projector_batch=max(settings.projector_batch, PROJECTOR_BATCH))
     log.info("event=demo_plan now=%s simulated_date=%s simulated_from=%s reason=%s speed=%s",
              clock().isoformat(timespec="seconds"), the_plan.date, the_plan.start, the_plan.reason, speed)
@@ -213,7 +219,10 @@ async def start_demo(
               f"{the_plan.start}; Ctrl-C to stop)\n", flush=True)
 
         events = sim.events()
-        demo.catch_up = await catch_up(redis, settings, events, the_plan.start_at, wanted)
+        demo.catch_up = await catch_up(redis, settings, events, the_plan.start_at, wanted, demo.stop)
+        if demo.stop.is_set():
+            yield demo
+            return
         demo.catch_up.last, _ = await stream_position(redis, the_plan.date.isoformat())
         rest = events if demo.catch_up.pending is None else itertools.chain([demo.catch_up.pending], events)
         # The market holds still until our client has subscribed, and waits for it rather
@@ -261,7 +270,7 @@ async def run_demo(settings: Settings, host: str = "127.0.0.1", port: int = 8000
         loop.add_signal_handler(sig, stop.set)
     try:
         async with open_redis(settings, embedded=True) as redis, \
-                start_demo(settings, redis, sock, speed=speed, seed=seed, clock=clock) as demo:
+                start_demo(settings, redis, sock, speed=speed, seed=seed, clock=clock, stop=stop) as demo:
             stopped = asyncio.ensure_future(stop.wait())
             try:
                 done, _ = await asyncio.wait([*demo.tasks, stopped], return_when=asyncio.FIRST_COMPLETED)

@@ -269,21 +269,22 @@ def test_demo_serves_a_live_market_and_stops_cleanly_on_ctrl_c():
     )
     try:
         deadline = time.monotonic() + 90
-        snapshot = {}
+        snapshot, feed = {}, {}
         while time.monotonic() < deadline:
             assert proc.poll() is None, proc.stderr.read()[-3000:]
             try:
                 snapshot = httpx.get(f"http://127.0.0.1:{port}/api/market/snapshot", timeout=2).json()
+                feed = httpx.get(f"http://127.0.0.1:{port}/api/feed", timeout=2).json()
             except httpx.HTTPError:
-                snapshot = {}
-            if snapshot.get("quotes") and snapshot.get("indices"):
+                snapshot, feed = {}, {}
+            if snapshot.get("quotes") and snapshot.get("indices") and feed.get("phase") == "live":
                 break
             time.sleep(0.2)
         assert snapshot.get("quotes"), "no trades reached the API within 90 s"
         assert {"VN30", "VNINDEX", "HNXIndex"} <= set(snapshot["indices"])
+        assert feed["simulated"] is True and feed["phase"] == "live", feed  # the catch-up is folded
         page = httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
         assert page.status_code == 200 and "text/html" in page.headers["content-type"]
-        assert httpx.get(f"http://127.0.0.1:{port}/api/feed", timeout=2).json()["simulated"] is True
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
         assert proc.returncode == 0, err[-3000:]

@@ -339,6 +339,7 @@ class FakeFastConnect:
         self._unstall: asyncio.Event | None = None  # wakes senders when a stall changes
         self._drained: asyncio.Event | None = None  # a sender took frames off its queue
         self._anchor: tuple[float, float] | None = None  # (sim epoch s, loop time)
+        self._paced: tuple[float, float] | None = None  # the last anchor, kept past the day's end
         self.sim_time: str | None = None
         self.app = self._build_app()
 
@@ -444,7 +445,7 @@ class FakeFastConnect:
         self._kick = asyncio.Event()
         self._unstall = asyncio.Event()
         self._drained = asyncio.Event()
-        self._anchor = None
+        self._anchor = self._paced = None
         pump = asyncio.create_task(self._pump(), name="fake-ssi-market")
         log.info("event=fake_ssi_started seed=%d start=%s speed=%s switch_mode=%s keepalive_s=%s",
                  self.seed, self.sim.start.isoformat(), self.speed, self.switch_mode, self.keepalive_s)
@@ -508,10 +509,11 @@ class FakeFastConnect:
         return all(c.queued < self.queue_max for c in self._conns.values())
 
     def sim_now(self) -> datetime | None:
-        """The simulated time the paced market stands at (None while it is not paced)."""
-        if self._anchor is None or self._loop is None or self.speed == 0:
+        """The simulated time at the pace of the market (None before it was paced): it runs
+        on past the day's last frame, when pacing stops until the next day's first."""
+        if self._paced is None or self._loop is None or self.speed == 0:
             return None
-        sim0, real0 = self._anchor
+        sim0, real0 = self._paced
         return datetime.fromtimestamp(sim0 + (self._loop.time() - real0) * self.speed, VN_TZ)
 
     async def _pace(self, ev: SimEvent) -> None:
@@ -526,7 +528,7 @@ class FakeFastConnect:
             return
         at = ev.at.timestamp()
         if self._anchor is None:
-            self._anchor = (at, loop.time())
+            self._anchor = self._paced = (at, loop.time())
         sim0, real0 = self._anchor
         while self._burst <= 0:
             delay = real0 + (at - sim0) / self.speed - loop.time()
