@@ -13,6 +13,7 @@ import logging
 import math
 import re
 import signal
+import os
 import sys
 import time
 from datetime import date, time as time_of_day
@@ -238,6 +239,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--date", type=_session_date, default=None, help="session YYYY-MM-DD (default: the current session)")
     rep.add_argument("--verify", action="store_true", help="compare with the live projection; exit 1 on any difference")
+
+    arc = sub.add_parser(
+        "archive",
+        help="write a session's stream to a compressed file",
+        description=(
+            "Write one session's stream (receive times, frames, the close marker) as gzip'd JSON lines; "
+            "`ingest --file` of the file restores the session exactly."
+        ),
+    )
+    arc.add_argument("--date", type=_session_date, required=True, help="session YYYY-MM-DD")
+    arc.add_argument(
+        "--out", default=None, metavar="FILE",
+        help="file to write (default: stock-tracker-DATE.jsonl.gz in ARCHIVE_DIR, else the current directory)",
+    )
     return parser
 
 
@@ -276,7 +291,7 @@ async def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     started = time.perf_counter()
     async with open_redis(settings) as redis:
         await wait_for_redis(redis, settings, settings.redis_wait_s)
-        writer = StreamWriter(redis, settings.stream_retention_days, give_up_after_s=settings.redis_wait_s)
+        writer = StreamWriter(redis, settings.stream_retention_days, archive_dir=settings.archive_dir, give_up_after_s=settings.redis_wait_s)
         try:
             if args.file:
                 n = await ingest_file(redis, settings, args.file, writer=writer)
@@ -315,6 +330,21 @@ async def _snapshot(args: argparse.Namespace, settings: Settings) -> int:
         await wait_for_redis(redis, settings, settings.redis_wait_s)
         snapshot = await market_snapshot(redis, args.date)
     sys.stdout.buffer.write(msgspec.json.encode(snapshot) + b"\n")
+    return 0
+
+
+async def _archive(args: argparse.Namespace, settings: Settings) -> int:
+    from app.archive import archive_session, default_path
+
+    out = args.out or default_path(settings.archive_dir or ".", args.date)
+    if not os.path.isdir(os.path.dirname(os.path.abspath(out))):
+        raise UserError(f"no such directory for {out}")
+    started = time.perf_counter()
+    async with open_redis(settings) as redis:
+        await wait_for_redis(redis, settings, settings.redis_wait_s)
+        n = await archive_session(redis, args.date, out)
+    print(f"{args.date}: archived {n:,} entries to {out} ({os.path.getsize(out):,} bytes) "
+          f"in {time.perf_counter() - started:.2f} s", file=sys.stderr)
     return 0
 
 
@@ -398,7 +428,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-COMMANDS = {"demo": _demo, "fake-ssi": _fake_ssi, "record": _record, "ingest": _ingest, "project": _project, "snapshot": _snapshot, "replay": _replay}
+COMMANDS = {"demo": _demo, "fake-ssi": _fake_ssi, "record": _record, "ingest": _ingest, "project": _project, "snapshot": _snapshot, "replay": _replay, "archive": _archive}
 
 
 def _fail(message: str, code: int = 1) -> int:

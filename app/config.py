@@ -20,6 +20,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     redis_url: str = ""
     redis_wait_s: float = 30.0  # how long one-shot commands wait for an unreachable Redis
     stream_retention_days: int = 7
+    archive_dir: str = ""  # set: retention archives each session here before deleting it
     projector_batch: int = 1000
     projector_block_ms: int = 1000
     projector_lease_ms: int = 10_000

@@ -148,7 +148,7 @@ async def run_live(
         await stream.http.aclose()
         raise
     config = feed_config(settings, await channels_for(settings, symbols, clock()))
-    writer = StreamWriter(redis, settings.stream_retention_days)
+    writer = StreamWriter(redis, settings.stream_retention_days, archive_dir=settings.archive_dir)
     queue: asyncio.Queue = asyncio.Queue(QUEUE_BOUND)
 
     async def on_frame(frame: str) -> None:

@@ -12,6 +12,8 @@ from datetime import date
 from redis.asyncio import Redis
 
 from app.clock import latest_weekday, now_vn
+from app import archive
+from app import keys as K
 from app.config import Settings
 from app.errors import UserError
 from app.ingest.writer import StreamWriter, now_ms, read_file
@@ -38,7 +40,9 @@ async def ingest_file(
     redis: Redis, settings: Settings, path: str, progress: bool | None = None, writer: StreamWriter | None = None
 ) -> int:
     """Append every line of a JSONL file; returns frames appended."""
-    writer = writer or StreamWriter(redis, settings.stream_retention_days)
+    writer = writer or StreamWriter(redis, settings.stream_retention_days, archive_dir=settings.archive_dir)
+    if archive.is_archive(path):
+        return await restore_archive(redis, path, writer, progress)
     bar = Progress(None, f"ingest {os.path.basename(path)}", enabled=progress)
     async for lines in read_file(path, chunk=FILE_CHUNK):
         received = now_ms()
@@ -54,6 +58,32 @@ def simulated_start(given: date | None, today: date | None = None) -> date:
     weekday), else the latest weekday up to today: a weekend default would simulate
     Monday, a day ahead of the clock, which would then be the current session."""
     return given or latest_weekday(today or now_vn().date())
+
+
+async def restore_archive(redis: Redis, path: str, writer: StreamWriter, progress: bool | None = None) -> int:
+    """Append an archive's entries to its session, receive times and close marker included."""
+    bar = Progress(None, f"restore {os.path.basename(path)}", enabled=progress)
+    checked = False
+    async for day, lines in archive.read_archive(path, chunk=FILE_CHUNK):
+        if not checked:
+            if await redis.exists(K.SessionKeys(day).frames):
+                raise UserError(f"session {day} already has a stream: restoring would double it")
+            checked = True
+        frames: list[tuple[str, int]] = []
+        for line in lines:
+            if line.f is not None:
+                frames.append((line.f.encode("utf-8", "surrogateescape"), line.t))
+            elif line.m == "close":
+                if frames:
+                    await writer.append(frames, session=day)
+                    frames = []
+                await writer.close_session(day, line.t)
+        if frames:
+            await writer.append(frames, session=day)
+        bar.advance(len(lines))
+    await writer.flush()
+    bar.close()
+    return writer.appended
 
 
 async def ingest_simulated(
@@ -82,7 +112,7 @@ async def run_simulator(
     redis: Redis, settings: Settings, sim, speed: float, limit: int | None, writer: StreamWriter | None = None
 ) -> int:
     """Append simulator events; session-close markers at simulated 15:00."""
-    writer = writer or StreamWriter(redis, settings.stream_retention_days)
+    writer = writer or StreamWriter(redis, settings.stream_retention_days, archive_dir=settings.archive_dir)
     batch: list[tuple[str, int]] = []
     count = 0
     first_at = None

@@ -22,7 +22,8 @@ from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app import keys as K
-from app import lua, sessions
+from app import archive, lua, sessions
+from app.errors import UserError
 from app.clock import next_close, now_vn
 from app.ingest.routing import SessionRouter
 
@@ -46,9 +47,14 @@ class StreamWriter:
     batch carries a number, and Redis keeps the last one this writer appended.
     """
 
-    def __init__(self, redis: Redis, retention_days: int = 7, give_up_after_s: float | None = None) -> None:
+    def __init__(
+        self, redis: Redis, retention_days: int = 7, give_up_after_s: float | None = None,
+        archive_dir: str | None = None,
+    ) -> None:
         self.redis = redis
         self.retention_days = retention_days
+        # Set: retention archives a session there before deleting it (and keeps it if that fails).
+        self.archive_dir = archive_dir or None
         # None: retry forever (the live feed). A one-shot load re-raises Redis's error
         # once it has been away this long, rather than hang.
         self.give_up_after_s = give_up_after_s
@@ -66,13 +72,17 @@ class StreamWriter:
         """The sessions this writer has appended to or closed (pruned ones left out), oldest first."""
         return sorted(self._known)
 
-    async def append(self, frames: Iterable[tuple[str | bytes, int]]) -> int:
-        """Append (frame, receive-time ms) pairs; one script call per session."""
+    async def append(self, frames: Iterable[tuple[str | bytes, int]], session: str | None = None) -> int:
+        """Append (frame, receive-time ms) pairs; one script call per session.
+
+        ``session`` puts every frame in that session instead of routing each (a restore
+        of an archive, whose frames were routed when they were first received)."""
         by_session: dict[str, tuple[list[bytes], list[int]]] = {}
         route = self.router.route
+        fixed = session
         for frame, received_ms in frames:
             raw = frame if type(frame) is bytes else _as_bytes(frame)
-            session = route(raw, received_ms)
+            session = fixed or route(raw, received_ms)
             group = by_session.get(session)
             if group is None:
                 group = by_session[session] = ([], [])
@@ -177,11 +187,22 @@ class StreamWriter:
         await self.flush()
         cutoff = date.fromisoformat(newest) - timedelta(days=self.retention_days)
         old = await sessions.session_dates(self.redis, before=cutoff.isoformat())
+        pruned = []
         for d in old:
+            if self.archive_dir is not None:
+                try:
+                    path = archive.default_path(self.archive_dir, d)
+                    entries = await archive.archive_session(self.redis, d, path)
+                except (OSError, UserError) as exc:
+                    # The stream is the truth: without its copy it stays, and the next close retries.
+                    log.error("event=archive_failed date=%s error=%s detail=%s", d, type(exc).__name__, exc)
+                    continue
+                log.info("event=session_archived date=%s entries=%d path=%s", d, entries, path)
             await delete_session(self.redis, d)
             self._known.discard(d)
+            pruned.append(d)
             log.info("event=session_pruned date=%s", d)
-        return old
+        return pruned
 
 
 async def delete_session(redis: Redis, session: str) -> None:
