@@ -623,9 +623,14 @@ async def bench(args: argparse.Namespace, binary: str) -> dict:
 
             async with httpx.AsyncClient() as http:
                 results["snapshot_bytes"] = len((await http.get(f"http://{HOST}:{port}/api/market/snapshot")).content)
+                board = (await http.get(f"http://{HOST}:{port}/api/market/board")).json()["rows"]
+                results["board_row_bytes"] = round(
+                    sum(len(json.dumps(row, separators=(",", ":"))) for row in board.values()) / max(1, len(board))
+                )
             results["rest"] = {
                 "healthz": await measure_rest(children, port, "/healthz", args.concurrency, rest_s, rest_warm),
                 "snapshot": await measure_rest(children, port, "/api/market/snapshot", args.concurrency, rest_s, rest_warm),
+                "board": await measure_rest(children, port, "/api/market/board", args.concurrency, rest_s, rest_warm),
                 "concurrency": args.concurrency,
             }
             children.check()
@@ -687,11 +692,16 @@ def table(r: dict) -> str:
                  f"{h['rps']:,.0f} req/s (/healthz)", f"{s['rps'] / h['rps']:.2f}x", ""))
     rows.append((f"REST /api/market/snapshot p99, {conc} concurrent", _ms(s["p99_ms"]),
                  f"{_ms(h['p99_ms'])} (/healthz)", f"{s['p99_ms'] / h['p99_ms']:.1f}x", ""))
+    b = r["rest"].get("board")
+    if b:
+        rows.append((f"REST /api/market/board, {conc} concurrent", f"{b['rps']:,.0f} req/s",
+                     f"{h['rps']:,.0f} req/s (/healthz)", f"{b['rps'] / h['rps']:.2f}x", ""))
     out = ["| benchmark | stock-tracker | baseline (same run) | ratio | target |", "| --- | --- | --- | --- | --- |"]
     out += ["| " + " | ".join(row) + " |" for row in rows]
     out.append("")
     out.append(
-        f"Session: {r['frames']:,} frames projected, snapshot {r['snapshot_bytes']:,} bytes; "
+        f"Session: {r['frames']:,} frames projected, snapshot {r['snapshot_bytes']:,} bytes, "
+        f"board row {r.get('board_row_bytes', 0):,} bytes on average; "
         f"fan-out: a change every {f['push_ms']:.0f} ms, {f['levels'][0]['pushes']} per level"
         f"{', clients negotiate permessage-deflate' if f['deflate'] else ''}; "
         f"REST errors {s['errors'] + h['errors']}; run took {r['seconds']:.0f} s."

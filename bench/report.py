@@ -224,6 +224,10 @@ def rows(core: dict, api: dict) -> list[tuple[str, ...]]:
         (f"REST /api/market/snapshot p99, {conc} concurrent", ms(s["p99_ms"]) + bad,
          f"{ms(h['p99_ms'])} (/healthz)", ratio(s["p99_ms"], h["p99_ms"]), "", ""),
     ]
+    b = api["rest"].get("board")
+    if b:
+        out.append((f"REST /api/market/board, {conc} concurrent ({api.get('board_row_bytes', 0):,} bytes a row)",
+                    f"{b['rps']:,.0f} req/s", f"{h['rps']:,.0f} req/s (/healthz)", ratio(b["rps"], h["rps"]), "", ""))
     return out
 
 
