@@ -216,3 +216,11 @@ async def test_simulating_a_sunday_is_refused_and_opens_no_session(redis, redis_
     assert done.returncode == 2
     assert "2026-11-29 is a Sunday" in done.stderr and "Traceback" not in done.stderr
     assert await redis.zrange(K.SESSIONS, 0, -1) == []
+
+
+async def test_refused_frames_are_logged_not_silent(redis, settings, caplog):
+    await append(redis, [*day_frames(F.DATE), F.index("VN30", 1.0, "09:00:00", date="26/11/2026")])
+    with caplog.at_level("WARNING", logger="stock_tracker.projector"):
+        await worker.drain(redis, settings)
+    lines = [r.getMessage() for r in caplog.records if "event=dead_letters" in r.getMessage()]
+    assert lines and "count=1" in lines[0] and "is not session 2026-11-25" in lines[0]

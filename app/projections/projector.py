@@ -11,8 +11,10 @@ pending list (a dead projector's pending entries are claimed by its successor).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
+import time
 import uuid
 
 import msgspec
@@ -32,6 +34,8 @@ from app.store import hgetall_many
 APPLY = lua.load(__file__, "apply.lua")
 RENEW = lua.load(__file__, "renew.lua")
 _JSON = msgspec.json.Encoder()
+DEAD_LOG_S = 10.0
+log = logging.getLogger("stock_tracker.projector")
 
 
 def _identity(response, **options):
@@ -60,6 +64,8 @@ class SessionProjector:
         self._members: dict[str, set[str]] = {}
         self._checkpoint = START
         self._backlog: list[Entry] = []
+        self._dead_logged_at = -DEAD_LOG_S
+        self._dead_since_log = 0
         self._prefetch: asyncio.Future | None = None
         self._inflight: asyncio.Future | None = None
         self._script = redis.register_script(APPLY.source)
@@ -205,12 +211,26 @@ class SessionProjector:
             while skip < len(batch) and parse(batch[skip][0]) <= self._checkpoint:
                 skip += 1
         dead = await fold_entries(state, batch[skip:])
+        if dead:
+            self._report_dead(dead)
         last = batch[-1][0].decode()
         if skip < len(batch):
             self._checkpoint = parse(last)
             state.meta.checkpoint = last
             finish_batch(state)
         await self._write(previous, last, dead)
+
+    def _report_dead(self, dead: list[Refused]) -> None:
+        """Say that frames are being refused (at most every DEAD_LOG_S), with one reason: a
+        feed whose every frame is dead-lettered must not look healthy and quiet."""
+        self._dead_since_log += len(dead)
+        now = time.monotonic()
+        if now - self._dead_logged_at >= DEAD_LOG_S:
+            log.warning(
+                "event=dead_letters date=%s count=%d total=%d example=%r",
+                self.date, self._dead_since_log, self.state.meta.dead, dead[-1][1][:160],
+            )
+            self._dead_logged_at, self._dead_since_log = now, 0
 
     async def _write(self, previous: str, ack_to: str, dead: list[Refused]) -> None:
         state = self.state
