@@ -33,11 +33,20 @@ def text(value: Any) -> str:
 
 def to_hash(obj: msgspec.Struct) -> Hash:
     """Struct -> hash fields; None fields are left out (absent means null)."""
-    return {
-        name: text(value)
-        for name in obj.__struct_fields__
-        if (value := getattr(obj, name)) is not None
-    }
+    # Once per changed entity per batch: text() inlined for the common types.
+    out: Hash = {}
+    for name, value in zip(obj.__struct_fields__, _astuple(obj)):
+        kind = type(value)
+        if kind is int or kind is str:
+            out[name] = str(value)
+        elif kind is float:
+            out[name] = repr(value)
+        elif value is not None:
+            out[name] = text(value)
+    return out
+
+
+_astuple = msgspec.structs.astuple
 
 
 def comma_list(value: str | bytes | None) -> list[str]:
