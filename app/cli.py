@@ -109,7 +109,7 @@ def _start_time(text: str) -> time_of_day:
 
 
 def _channels(text: str) -> str:
-    from app.ingest.simulator import ALL_CHANNELS
+    from app.sim import ALL_CHANNELS
 
     channels = [c.strip().upper() for c in text.split(",") if c.strip()]
     unknown = sorted(set(channels) - ALL_CHANNELS)

@@ -37,7 +37,7 @@ from app.errors import UserError
 from app.ingest.demo_clock import DemoPlan, SimClock, plan
 from app.ingest.fake_ssi import FakeFastConnect, parse_channels
 from app.ingest.live import channels_for, run_live
-from app.ingest.simulator import ALL_CHANNELS, VN30_SYMBOLS, MarketSimulator, SimEvent
+from app.sim import ALL_CHANNELS, VN30_SYMBOLS, MarketSimulator, SimEvent
 from app.ingest.writer import StreamWriter, now_ms
 from app.projections import worker
 from app.projections.hashes import to_hash

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 from app import keys as K  # noqa: E402
 from app.config import Settings  # noqa: E402
 from app.ingest.run import ingest_file  # noqa: E402
-from app.ingest.simulator import MarketSimulator  # noqa: E402
+from app.sim import MarketSimulator  # noqa: E402
 from app.projections import worker  # noqa: E402
 from app.projections.session import finish_batch, fold, new_session  # noqa: E402
 from app.replay import rebuild, verify  # noqa: E402

@@ -47,7 +47,7 @@ class Feed:
     def __init__(self, redis, *, probe_id: str, seed: int, session: date = SESSION_DATE) -> None:
         # Imported here: the benches' client processes import this module for
         # ``percentile`` and need not load the simulator.
-        from app.ingest.simulator import MarketSimulator
+        from app.sim import MarketSimulator
         from app.ingest.writer import StreamWriter
 
         self.probe_id = probe_id

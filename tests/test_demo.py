@@ -21,7 +21,7 @@ from app.clock import VN_TZ, latest_weekday, now_vn
 from app.demo import listen, start_demo, subscription
 from app.ingest.demo_clock import CONTINUOUS, FALLBACK, SimClock, plan
 from app.ingest.live import channels_for
-from app.ingest.simulator import VN30_SYMBOLS, MarketSimulator
+from app.sim import VN30_SYMBOLS, MarketSimulator
 from app.ingest.writer import StreamWriter, close_at_three
 from app.projections import read, worker
 from app.store import free_port

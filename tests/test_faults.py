@@ -13,7 +13,7 @@ import pytest
 
 from app import keys as K
 from app.ingest.run import run_simulator
-from app.ingest.simulator import MarketSimulator
+from app.sim import MarketSimulator
 from app.replay import verify
 from tests.apiserver import until
 

@@ -24,7 +24,7 @@ from app.config import Settings
 from app.ingest import live
 from app.ingest.fake_ssi import frames_digest
 from app.ingest.signalr import FastConnectStream
-from app.ingest.simulator import ALL_CHANNELS
+from app.sim import ALL_CHANNELS
 from app.store import free_port
 from tests.apiserver import until
 

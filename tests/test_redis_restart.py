@@ -21,7 +21,7 @@ import pytest
 import websockets
 
 from app import keys as K
-from app.ingest.simulator import MarketSimulator
+from app.sim import MarketSimulator
 from app.replay import verify
 from app.store import private_redis_server, redis_from_url
 from tests.apiserver import ApiServer, until

@@ -16,7 +16,7 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 from app.futures import front_and_next, is_vn30_future  # noqa: E402
-from app.ingest.simulator import (  # noqa: E402
+from app.sim import (  # noqa: E402
     ALL_CHANNELS,
     DEFAULT_CHANNELS,
     INDEX_IDS,

@@ -34,7 +34,7 @@ import orjson
 from litestar import Litestar, Request, Response, WebSocket, get, post, route, websocket
 from litestar.enums import HttpMethod, MediaType
 
-from app.ingest.simulator import ALL_CHANNELS, INDEX_IDS, VN_TZ, MarketSimulator, SimEvent
+from app.sim import ALL_CHANNELS, INDEX_IDS, VN_TZ, MarketSimulator, SimEvent
 
 __all__ = ["FakeFastConnect", "FakeStats", "create_fake_app", "frames_digest", "serve_fake", "parse_channels"]
 

@@ -90,7 +90,7 @@ async def ingest_simulated(
     redis: Redis, settings: Settings, args: argparse.Namespace, writer: StreamWriter | None = None
 ) -> int:
     """Run the market simulator into the streams, paced by ``args.speed`` (0 = max)."""
-    from app.ingest.simulator import DEFAULT_CHANNELS, MarketSimulator
+    from app.sim import DEFAULT_CHANNELS, MarketSimulator
 
     channels = (
         [c.strip().upper() for c in args.channels.split(",") if c.strip()]
