@@ -6,6 +6,8 @@ import os
 
 import msgspec
 
+from app.ssi_protocol import DEFAULT_STREAM_URL, DEFAULT_URL
+
 
 _SECRET_FIELDS = ("ssi_consumer_secret", "ws_token")
 
@@ -33,8 +35,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     ws_max_message_bytes: int = 4096
     ready_max_lag_ms: int = 5000
     tape_length: int = 1000  # trades kept per symbol for time and sales (change it only between sessions)
-    ssi_url: str = "https://fc-data.ssi.com.vn/"
-    ssi_stream_url: str = "https://fc-datahub.ssi.com.vn/"
+    ssi_url: str = DEFAULT_URL
+    ssi_stream_url: str = DEFAULT_STREAM_URL
     ssi_consumer_id: str = ""
     ssi_consumer_secret: str = ""
     ssi_channels: str = ""  # ';'-separated SwitchChannels specs; empty = the default set

@@ -26,10 +26,13 @@ import msgspec
 import orjson
 import websockets
 
+from app.ssi_protocol import (
+    ACCESS_TOKEN_PATH, BROADCAST, DEFAULT_STREAM_URL, DEFAULT_URL, HUB, INDEX_COMPONENTS_PATH, SIGNALR_PATH,
+    SWITCH_CHANNELS,
+)
+
 log = logging.getLogger("stock_tracker.signalr")
 
-HUB = "FcMarketDataV2Hub"
-SIGNALR_PATH = "v2.0/signalr"
 CLIENT_PROTOCOL = "1.5"
 TOKEN_REFRESH_MARGIN_S = 600  # refresh 10 minutes before expiry, like SSI's .NET client
 
@@ -43,8 +46,8 @@ class AuthError(FeedError):
 
 
 class FeedConfig(msgspec.Struct, frozen=True, kw_only=True):
-    url: str = "https://fc-data.ssi.com.vn/"
-    stream_url: str = "https://fc-datahub.ssi.com.vn/"
+    url: str = DEFAULT_URL
+    stream_url: str = DEFAULT_STREAM_URL
     consumer_id: str = ""
     consumer_secret: str = ""
     channels: tuple[str, ...] = ()
@@ -82,7 +85,7 @@ class TokenSource:
     async def get(self) -> str:
         if self._token and (self._expires is None or self._expires - self.clock() > TOKEN_REFRESH_MARGIN_S):
             return self._token
-        url = self.config.url.rstrip("/") + "/api/v2/Market/AccessToken"
+        url = self.config.url.rstrip("/") + ACCESS_TOKEN_PATH
         try:
             res = await self.http.post(
                 url, json={"consumerID": self.config.consumer_id, "consumerSecret": self.config.consumer_secret}
@@ -102,7 +105,7 @@ class TokenSource:
 
 async def fetch_index_components(config: FeedConfig, tokens: TokenSource, index: str = "VN30") -> list[str]:
     """Constituent symbols of an index from the REST IndexComponents endpoint."""
-    url = config.url.rstrip("/") + "/api/v2/Market/IndexComponents"
+    url = config.url.rstrip("/") + INDEX_COMPONENTS_PATH
     token = await tokens.get()
     res = await tokens.http.get(
         url,
@@ -258,7 +261,7 @@ class FastConnectStream:
 
     async def _session(self, stop: asyncio.Event) -> None:
         token = await self.tokens.get()
-        base = self.config.stream_url.rstrip("/") + "/" + SIGNALR_PATH
+        base = self.config.stream_url.rstrip("/") + SIGNALR_PATH
         connection_data = json.dumps([{"name": HUB}])
         headers = {"Authorization": f"Bearer {token}"}
         res = await self.http.get(
@@ -310,7 +313,7 @@ class FastConnectStream:
         specs = list(self.config.channels)
         calls = [",".join(specs)] if self.config.switch_mode == "joined" else specs
         for spec in calls:
-            invocation = {"H": HUB, "M": "SwitchChannels", "A": [spec], "I": self._invocation}
+            invocation = {"H": HUB, "M": SWITCH_CHANNELS, "A": [spec], "I": self._invocation}
             self._invocation += 1
             await ws.send(json.dumps(invocation))
 
@@ -348,7 +351,7 @@ class FastConnectStream:
             if not isinstance(invocation, dict) or str(invocation.get("H", "")).lower() != HUB.lower():
                 continue
             method = invocation.get("M")
-            if method == "Broadcast":
+            if method == BROADCAST:
                 for arg in invocation.get("A") or ():
                     if isinstance(arg, str):
                         self.frames += 1
