@@ -1,16 +1,28 @@
-/* stock-tracker dashboard: /ws/market rendered into the board, in place.
+/* stock-tracker dashboard: a trader's screen over the REST routes and /ws/market.
+ *
+ * Where the numbers come from: each /ws/market push (the whole snapshot) fills the index
+ * cards, the futures card and the foreign totals directly, and tells us that something
+ * changed; the page then re-fetches, throttled, what the snapshot does not carry: the
+ * price board (/api/market/board), the picked symbol's candles and time and sales, the
+ * index candles, the foreign flow per minute and the basis line. Re-fetch on push rather
+ * than a timer: nothing is asked while the market is quiet (lunch, after the close), and
+ * a change shows within one throttle interval. An earlier session (the picker) is fetched
+ * once with ?date= and live pushes are then only kept, not shown.
+ *
+ * The charts are our own SVG: no charting library to vendor or load from a CDN
+ * (deployments may be offline), and candles with volume, bars and a line take a few
+ * hundred lines here.
  *
  * Every element a test (or a curious trader with devtools) may read carries
- * data-field="<schema field>" and data-value="<raw number>", next to the
- * formatted text. */
+ * data-field="<schema field>" and data-value="<raw number>", next to the formatted text. */
 "use strict";
 
 (() => {
   // Futures contracts (legacy VN30F2612 and KRX 41I1GC000 codes) are not VN30 stocks.
   const FUTURES = /^(VN30F|41I1)/;
   const INDEX_ORDER = ["VN30", "VNINDEX", "HNXIndex", "HNX30", "HNXUpcomIndex"];
-  // HOSE continuous session minutes with the lunch break folded out, so the
-  // intraday line reads like the trading day rather than the wall clock.
+  // HOSE continuous session minutes with the lunch break folded out, so intraday
+  // charts read like the trading day rather than the wall clock.
   const MORNING = [9 * 60, 11 * 60 + 30];
   const AFTERNOON = [13 * 60, 14 * 60 + 45];
   const DAY_MINUTES = (MORNING[1] - MORNING[0]) + (AFTERNOON[1] - AFTERNOON[0]);
@@ -18,6 +30,14 @@
   const RATIO_DOWN = 0.45;
   // Twice the server heartbeat and a half: longer silence means a dead socket.
   const STALE_MS = 75_000;
+  // Re-fetch bounds. The board is what a trader watches tick by tick, but pushes come
+  // every WS_THROTTLE_MS (100 ms) and a board answer is the whole market: a few a second
+  // is as fast as anyone reads. Per-minute charts cannot change meaningfully faster.
+  const BOARD_MS = 400;
+  const DETAIL_MS = 1_000;
+  const CHART_MS = 2_000;
+  const TAPE_LIMIT = 60;
+  const INTERVALS = ["1m", "5m", "15m", "30m", "1h", "1d"];
 
   const nf0 = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
   const nf1 = new Intl.NumberFormat("en-US", { minimumFractionDigits: 1, maximumFractionDigits: 1 });
@@ -33,7 +53,7 @@
   const signed = (v, f) => (isNum(v) && v > 0 ? "+" : "") + f(v);
   const fmtPct = (v) => (isNum(v) ? nf1.format(v * 100) + " %" : "—");
 
-  /** VND in tỷ (10^9) or triệu (10^6): a board column of raw VND is unreadable. */
+  /** VND in tỷ (10^9) or triệu (10^6): a column of raw VND is unreadable. */
   function fmtVnd(v) {
     if (!isNum(v)) return "—";
     const a = Math.abs(v);
@@ -42,10 +62,28 @@
     return nf0.format(v);
   }
 
+  const isDer = (row) => row.exchange === "DER" || FUTURES.test(row.symbol || "");
+
+  /** Stock prices in thousand VND (27,500 -> 27.50), as every Vietnamese board shows
+   * them; futures in index points to one decimal. 0 is "no price yet". */
+  function fmtPrice(v, der) {
+    if (!isNum(v) || v === 0) return "—";
+    return der ? nf1.format(v) : nf2.format(v / 1000);
+  }
+
+  function fmtChange(v, der) {
+    if (!isNum(v)) return "—";
+    return (v > 0 ? "+" : "") + (der ? nf1.format(v) : nf2.format(v / 1000));
+  }
+
+  const fmtSignedPct = (v) => (isNum(v) ? (v > 0 ? "+" : "") + nf2.format(v) + " %" : "—");
+
   /** "2026-11-25T11:16:40+07:00" -> "11:16:40": times are already in market time. */
   function fmtTime(iso) {
     return typeof iso === "string" && iso.length >= 19 ? iso.slice(11, 19) : "—";
   }
+
+  const fmtDate = (date) => (date ? date.split("-").reverse().join("/") : "—");
 
   const signClass = (v) => (!isNum(v) ? "" : v > 0 ? "up" : v < 0 ? "down" : "ref");
 
@@ -54,16 +92,17 @@
     return r > RATIO_UP ? "up" : r < RATIO_DOWN ? "down" : "ref";
   }
 
-  /** Board price colours (ceiling purple, floor cyan, reference yellow, up/down);
-   * used once the snapshot carries prices, SessionStats does not yet. */
-  function priceClass(s) {
-    const p = s.last_price;
-    if (!isNum(p) || p === 0) return "";
-    if (isNum(s.ceiling) && s.ceiling > 0 && p >= s.ceiling) return "ceil";
-    if (isNum(s.floor) && s.floor > 0 && p <= s.floor) return "floor";
-    if (isNum(s.ref_price) && s.ref_price > 0) return p > s.ref_price ? "up" : p < s.ref_price ? "down" : "ref";
-    return signClass(s.change);
+  /** Board colour of any price of a row: ceiling purple, floor cyan, reference
+   * yellow, above it green, below it red. */
+  function priceClass(p, row) {
+    if (!isNum(p) || p <= 0) return "";
+    if (row.ceiling > 0 && p >= row.ceiling) return "ceil";
+    if (row.floor > 0 && p <= row.floor) return "floor";
+    if (row.ref_price > 0) return p > row.ref_price ? "up" : p < row.ref_price ? "down" : "ref";
+    return "";
   }
+
+  const lastClass = (row) => priceClass(row.last_price, row) || signClass(row.change);
 
   const COLOUR_CLASSES = ["up", "down", "ref", "ceil", "floor"];
 
@@ -71,22 +110,25 @@
   function setField(el, raw, text, colour, flash) {
     if (!el) return false;
     const key = raw === null || raw === undefined ? "" : String(raw);
-    if (el.dataset.value === key && el.textContent === text) return false;
+    // A book volume keeps its number while its price, and so its colour, moves.
+    const sameColour = colour === undefined || COLOUR_CLASSES.every((c) => (c === colour) === el.classList.contains(c));
+    if (el.dataset.value === key && el.textContent === text && sameColour) return false;
     const before = el.dataset.value;
     el.dataset.value = key;
     writeText(el, text);
     if (colour !== undefined) {
       for (const c of COLOUR_CLASSES) el.classList.toggle(c, c === colour);
     }
-    if (flash && before !== "" && before !== undefined && isNum(raw)) flashCell(el, raw > Number(before));
+    if (flash && before !== "" && before !== undefined && before !== key && isNum(raw)) flashCell(el, raw > Number(before));
     return true;
   }
 
   /** Text of a cell that may hold a flash overlay, which must survive the write. */
   function writeText(node, text) {
     const fx = node.lastElementChild;
-    if (!fx || !fx.classList.contains("fx")) node.textContent = text;
-    else if (node.firstChild.nodeType === Node.TEXT_NODE) node.firstChild.data = text;
+    if (!fx || !fx.classList.contains("fx")) {
+      if (node.textContent !== text) node.textContent = text;
+    } else if (node.firstChild.nodeType === Node.TEXT_NODE) node.firstChild.data = text;
     else node.prepend(text);
   }
 
@@ -107,8 +149,8 @@
   }
 
   /** Bars are sized by transform, not width: a transition then costs no layout. */
-  function setScale(node, fraction) {
-    const css = `scaleX(${fraction})`;
+  function setScale(node, fraction, axis = "X") {
+    const css = `scale${axis}(${fraction})`;
     if (node.style.transform !== css) node.style.transform = css;
   }
 
@@ -128,9 +170,10 @@
     return node;
   }
 
-  function svg(tag, attrs = {}) {
+  function svg(tag, attrs = {}, text) {
     const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
     for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+    if (text !== undefined) node.textContent = text;
     return node;
   }
 
@@ -146,37 +189,128 @@
     return b + a > 0 ? b / (b + a) : null;
   };
 
-  // ---- VN30 board ----------------------------------------------------------------
+  const stored = {
+    get(key, fallback) {
+      try {
+        return localStorage.getItem("stock-tracker." + key) ?? fallback;
+      } catch {
+        return fallback; // storage off (private mode, policy): choices just do not persist
+      }
+    },
+    set(key, value) {
+      try {
+        localStorage.setItem("stock-tracker." + key, value);
+      } catch {
+        /* as above */
+      }
+    },
+  };
+
+  // ---- which session is shown, and fetching it ---------------------------------------
+
+  const params = new URLSearchParams(location.search);
+  const token = params.get("token");
+  const askedDate = params.get("date");
+
+  // date null: the live session. gen changes with it, so an answer that was asked for
+  // before a switch is dropped rather than painted over the other day.
+  const view = { date: /^\d{4}-\d{2}-\d{2}$/.test(askedDate || "") ? askedDate : null, gen: 0 };
+
+  /** GET a JSON route of the shown session; null when it failed or is no longer wanted. */
+  async function api(path, query = {}) {
+    const gen = view.gen;
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries(query)) if (v !== null && v !== undefined && v !== "") q.set(k, v);
+    if (view.date) q.set("date", view.date);
+    const qs = q.toString();
+    try {
+      const res = await fetch(qs ? `${path}?${qs}` : path, { cache: "no-store" });
+      if (!res.ok) return null;
+      const body = await res.json();
+      return gen === view.gen ? body : null;
+    } catch {
+      return null; // the node is away: the socket's reconnect brings the next push
+    }
+  }
+
+  /** A fetch-and-draw that runs at most once per interval, never twice at once, and
+   * always once more after the last kick (trailing edge), so the newest state shows.
+   * A slow answer widens the interval: a big board on a slow link is not piled up. */
+  function throttled(fn, minMs) {
+    let last = 0;
+    let gap = minMs;
+    let timer = null;
+    let busy = false;
+    let again = false;
+    let urgent = false;
+    async function run() {
+      timer = null;
+      busy = true;
+      const started = performance.now();
+      last = started;
+      try {
+        await fn();
+      } finally {
+        busy = false;
+        gap = Math.max(minMs, 2 * (performance.now() - started));
+        if (again) {
+          const now = urgent;
+          again = urgent = false;
+          kick(now);
+        }
+      }
+    }
+    function kick(now = false) {
+      if (busy) {
+        again = true;
+        urgent = urgent || now;
+        return;
+      }
+      if (timer !== null) {
+        if (!now) return;
+        clearTimeout(timer);
+      }
+      timer = setTimeout(run, now ? 0 : Math.max(0, last + gap - performance.now()));
+    }
+    return kick;
+  }
+
+  // ---- price board ---------------------------------------------------------------------
+
+  const BID_LEVELS = [3, 2, 1]; // shown best-last, so the best bid sits next to the price
+  const ASK_LEVELS = [1, 2, 3];
 
   const board = {
     body: $("#board-body"),
-    card: $(".board-card"),
     total: fieldsOf($("#board-total")),
-    rows: new Map(), // symbol -> {tr, f: fields, data}
+    rows: new Map(), // symbol -> {tr, f: fields, data: BoardRow}
+    group: stored.get("group", ""),
     sortKey: "symbol",
     sortDir: 1,
   };
 
   function boardRow(symbol) {
+    const num = (field, extra = "") => el("td", { class: `num ${extra}`.trim(), "data-field": field, "data-value": "" });
     const bar = (side, field) =>
       el("td", { class: `num bar-cell ${side}`, "data-field": field, "data-value": "" }, [
         el("span", { class: "bar" }),
         el("span", { class: "n", text: "—" }),
       ]);
-    const tr = el("tr", { "data-symbol": symbol }, [
-      el("th", { class: "sym", scope: "row", text: symbol }),
-      el("td", { class: "num price-col", "data-field": "last_price", "data-value": "" }),
-      el("td", { class: "num price-col", "data-field": "change", "data-value": "" }),
-      bar("buy", "mua_chu_dong_volume"),
-      bar("sell", "ban_chu_dong_volume"),
-      el("td", { class: "num", "data-field": "neutral_volume", "data-value": "" }),
-      el("td", { class: "num", "data-field": "total_volume", "data-value": "" }),
-      el("td", { class: "num ratio", "data-field": "buy_ratio", "data-value": "" }),
-      el("td", { class: "num", "data-field": "mua_chu_dong_value", "data-value": "" }),
-      el("td", { class: "num", "data-field": "ban_chu_dong_value", "data-value": "" }),
-      el("td", { class: "num time", "data-field": "last_updated", "data-value": "" }),
-    ]);
-    return { tr, f: fieldsOf(tr), data: null };
+    const cells = [
+      el("th", { class: "sym", scope: "row" }, [
+        el("button", { type: "button", class: "sym-btn", text: symbol, title: `${symbol}: biểu đồ và khớp lệnh` }),
+      ]),
+      num("ref_price", "ref"),
+      num("ceiling", "ceil"),
+      num("floor", "floor"),
+    ];
+    for (const i of BID_LEVELS) cells.push(num(`bid${i}_price`, "book"), num(`bid${i}_volume`, "book vol"));
+    cells.push(num("last_price", "match strong"), num("last_volume", "match"), num("change", "match"), num("change_pct", "match"));
+    for (const i of ASK_LEVELS) cells.push(num(`ask${i}_price`, "book"), num(`ask${i}_volume`, "book vol"));
+    cells.push(num("high", "hl"), num("low", "hl"), num("total_volume"), num("market_volume"));
+    cells.push(bar("buy", "mua_chu_dong_volume"), bar("sell", "ban_chu_dong_volume"), num("buy_ratio", "ratio"));
+    const tr = el("tr", { "data-symbol": symbol }, cells);
+    return { tr, sym: cells[0], f: fieldsOf(tr), data: null };
   }
 
   /** A bar cell: the number lives in .n so the bar underneath survives updates. */
@@ -196,52 +330,63 @@
     setScale(td.firstChild, scale);
   }
 
-  function renderBoard(quotes) {
-    const stocks = [];
-    const futures = [];
-    for (const s of Object.values(quotes || {})) (FUTURES.test(s.symbol) ? futures : stocks).push(s);
+  function fillRow(row, r, flash) {
+    const f = row.f;
+    const der = isDer(r);
+    const pc = lastClass(r);
+    const price = (node, v) => setField(node, v || "", fmtPrice(v, der), priceClass(v, r));
+    setField(f.ref_price, r.ref_price || "", fmtPrice(r.ref_price, der));
+    setField(f.ceiling, r.ceiling || "", fmtPrice(r.ceiling, der));
+    setField(f.floor, r.floor || "", fmtPrice(r.floor, der));
+    for (const [side, levels] of [["bid", BID_LEVELS], ["ask", ASK_LEVELS]]) {
+      for (const i of levels) {
+        const [p, v] = (r[side] || [])[i - 1] || [null, null];
+        price(f[`${side}${i}_price`], p);
+        // A level's volume takes its price's colour, as on the exchange boards.
+        setField(f[`${side}${i}_volume`], v ?? "", isNum(v) && v > 0 ? fmtInt(v) : "—", priceClass(p, r));
+      }
+    }
+    setField(f.last_price, r.last_price || "", fmtPrice(r.last_price, der), pc, flash);
+    setField(f.last_volume, r.last_volume || "", r.last_volume ? fmtInt(r.last_volume) : "—", pc);
+    setField(f.change, r.change ?? "", fmtChange(r.change, der), pc);
+    // The header says "%": no unit in the cell keeps the board narrow.
+    setField(f.change_pct, r.change_pct ?? "", fmtSignedPct(r.change_pct).replace(" %", ""), pc);
+    price(f.high, r.high);
+    price(f.low, r.low);
+    setField(f.total_volume, r.total_volume, fmtInt(r.total_volume), undefined, flash);
+    setField(f.market_volume, r.market_volume, fmtInt(r.market_volume));
+    setBar(f.mua_chu_dong_volume, r.mua_chu_dong_volume, flash);
+    setBar(f.ban_chu_dong_volume, r.ban_chu_dong_volume, flash);
+    setField(f.buy_ratio, r.buy_ratio ?? "", fmtPct(r.buy_ratio), ratioClass(r.buy_ratio));
+    setTitle(f.total_volume, `mua CĐ ${fmtInt(r.mua_chu_dong_volume)} + bán CĐ ${fmtInt(r.ban_chu_dong_volume)} + trung tính ${fmtInt(r.neutral_volume)}`);
+    setTitle(f.buy_ratio, isNum(r.side_agreement) ? `khớp với bên của SSI: ${fmtPct(r.side_agreement)}` : "");
+    const cls = "sym " + pc;
+    if (row.sym.className !== cls.trim()) row.sym.className = cls.trim();
+  }
 
+  function renderBoard(data) {
+    renderSession(data.session);
+    const all = Object.values(data.rows || {});
+    // "All" means stocks: futures have their own group and card.
+    const rows = board.group === "" ? all.filter((r) => !isDer(r)) : all;
     const seen = new Set();
     let maxVol = 0;
-    let withPrices = false;
-    const sum = { b: 0, s: 0, n: 0, t: 0, bv: 0, sv: 0 };
-    for (const s of stocks) {
-      seen.add(s.symbol);
-      let row = board.rows.get(s.symbol);
+    const sum = { t: 0, m: 0, b: 0, s: 0 };
+    for (const r of rows) {
+      seen.add(r.symbol);
+      let row = board.rows.get(r.symbol);
       const fresh = !row;
       if (fresh) {
-        row = boardRow(s.symbol);
-        board.rows.set(s.symbol, row);
+        row = boardRow(r.symbol);
+        board.rows.set(r.symbol, row);
       }
-      row.data = { ...s, buy_ratio: buyRatio(s) };
-      const f = row.f;
-      const flash = !fresh;
-      setBar(f.mua_chu_dong_volume, s.mua_chu_dong_volume, flash);
-      setBar(f.ban_chu_dong_volume, s.ban_chu_dong_volume, flash);
-      setField(f.neutral_volume, s.neutral_volume, fmtInt(s.neutral_volume));
-      setField(f.total_volume, s.total_volume, fmtInt(s.total_volume), undefined, flash);
-      const r = row.data.buy_ratio;
-      setField(f.buy_ratio, r === null ? "" : r, fmtPct(r), ratioClass(r));
-      setField(f.mua_chu_dong_value, s.mua_chu_dong_value, fmtVnd(s.mua_chu_dong_value));
-      setField(f.ban_chu_dong_value, s.ban_chu_dong_value, fmtVnd(s.ban_chu_dong_value));
-      setField(f.last_updated, s.last_updated || "", fmtTime(s.last_updated));
-      if (isNum(s.last_price)) {
-        withPrices = true;
-        const pc = priceClass(s);
-        setField(f.last_price, s.last_price, fmt2(s.last_price), pc, flash);
-        setField(f.change, isNum(s.change) ? s.change : "", signed(s.change, fmt2), pc);
-        const sym = row.tr.firstChild;
-        if (sym.className !== "sym " + pc) sym.className = "sym " + pc;
-      }
-      setTitle(f.mua_chu_dong_value, fmtInt(s.mua_chu_dong_value) + " VND");
-      setTitle(f.ban_chu_dong_value, fmtInt(s.ban_chu_dong_value) + " VND");
-      maxVol = Math.max(maxVol, s.mua_chu_dong_volume || 0, s.ban_chu_dong_volume || 0);
-      sum.b += s.mua_chu_dong_volume || 0;
-      sum.s += s.ban_chu_dong_volume || 0;
-      sum.n += s.neutral_volume || 0;
-      sum.t += s.total_volume || 0;
-      sum.bv += s.mua_chu_dong_value || 0;
-      sum.sv += s.ban_chu_dong_value || 0;
+      row.data = r;
+      fillRow(row, r, !fresh);
+      maxVol = Math.max(maxVol, r.mua_chu_dong_volume || 0, r.ban_chu_dong_volume || 0);
+      sum.t += r.total_volume || 0;
+      sum.m += r.market_volume || 0;
+      sum.b += r.mua_chu_dong_volume || 0;
+      sum.s += r.ban_chu_dong_volume || 0;
     }
     for (const [symbol, row] of board.rows) {
       if (!seen.has(symbol)) {
@@ -249,37 +394,41 @@
         board.rows.delete(symbol);
       }
     }
-    // Bars share one scale so a glance across rows compares symbols.
+    // Bars share one scale so a glance down the column compares symbols.
     for (const row of board.rows.values()) {
       sizeBar(row.f.mua_chu_dong_volume, maxVol);
       sizeBar(row.f.ban_chu_dong_volume, maxVol);
     }
-    board.card.classList.toggle("with-prices", withPrices);
     orderBoard();
-
     const t = board.total;
-    const tr = sum.b + sum.s > 0 ? sum.b / (sum.b + sum.s) : null;
+    const ratio = sum.b + sum.s > 0 ? sum.b / (sum.b + sum.s) : null;
+    setField(t.total_volume, sum.t, fmtInt(sum.t));
+    setField(t.market_volume, sum.m, fmtInt(sum.m));
     setField(t.mua_chu_dong_volume, sum.b, fmtInt(sum.b));
     setField(t.ban_chu_dong_volume, sum.s, fmtInt(sum.s));
-    setField(t.neutral_volume, sum.n, fmtInt(sum.n));
-    setField(t.total_volume, sum.t, fmtInt(sum.t));
-    setField(t.buy_ratio, tr === null ? "" : tr, fmtPct(tr), ratioClass(tr));
-    setField(t.mua_chu_dong_value, sum.bv, fmtVnd(sum.bv));
-    setField(t.ban_chu_dong_value, sum.sv, fmtVnd(sum.sv));
+    setField(t.buy_ratio, ratio ?? "", fmtPct(ratio), ratioClass(ratio));
     const count = $("#board-count");
-    if (count.textContent !== `${stocks.length} mã`) count.textContent = `${stocks.length} mã`;
-    renderFuturesFlow(futures);
+    if (count.textContent !== `${rows.length} mã`) count.textContent = `${rows.length} mã`;
+
+    if (!detail.sym && rows.length) selectSymbol([...board.body.querySelectorAll("tr[data-symbol]")][0].dataset.symbol);
+    else markSelected();
+    renderDetailHead();
   }
+
+  // A price of 0 is "none yet"; a change or a volume of 0 is a real value.
+  const ZERO_IS_NONE = new Set(["ref_price", "ceiling", "floor", "last_price", "last_volume", "high", "low"]);
 
   function orderBoard() {
     const key = board.sortKey;
     const dir = board.sortDir;
+    const none = (v) => v === null || v === undefined || (v === 0 && ZERO_IS_NONE.has(key));
     const rows = [...board.rows.values()].sort((a, b) => {
-      const x = key === "symbol" ? a.data.symbol : a.data[key];
-      const y = key === "symbol" ? b.data.symbol : b.data[key];
-      if (x === y) return a.data.symbol < b.data.symbol ? -1 : 1;
-      if (x === null || x === undefined) return 1;
-      if (y === null || y === undefined) return -1;
+      const x = a.data[key];
+      const y = b.data[key];
+      if (x === y || (none(x) && none(y))) return a.data.symbol < b.data.symbol ? -1 : 1;
+      // Unknown values go last whichever way the column sorts.
+      if (none(x)) return 1;
+      if (none(y)) return -1;
       return (x < y ? -1 : 1) * dir;
     });
     const empty = board.body.querySelector(".empty-row");
@@ -302,7 +451,8 @@
   }
 
   for (const th of document.querySelectorAll("#board thead th[data-sort]")) {
-    th.addEventListener("click", () => {
+    th.tabIndex = 0;
+    const sort = () => {
       const key = th.dataset.sort;
       if (board.sortKey === key) board.sortDir = -board.sortDir;
       else {
@@ -312,12 +462,385 @@
       for (const other of document.querySelectorAll("#board thead th")) other.removeAttribute("aria-sort");
       th.setAttribute("aria-sort", board.sortDir > 0 ? "ascending" : "descending");
       orderBoard();
+    };
+    th.addEventListener("click", sort);
+    th.addEventListener("keydown", (ev) => {
+      if (ev.key === "Enter" || ev.key === " ") {
+        ev.preventDefault();
+        sort();
+      }
     });
+  }
+
+  board.body.addEventListener("click", (ev) => {
+    const tr = ev.target.closest("tr[data-symbol]");
+    if (tr) selectSymbol(tr.dataset.symbol);
+  });
+
+  const groupPicker = $("#board-group");
+  if (![...groupPicker.options].some((o) => o.value === board.group)) board.group = "";
+  groupPicker.value = board.group;
+  groupPicker.addEventListener("change", () => {
+    board.group = groupPicker.value;
+    stored.set("group", board.group);
+    kickBoard(true);
+  });
+
+  const kickBoard = throttled(async () => {
+    const data = await api("/api/market/board", { symbols: board.group });
+    if (data) renderBoard(data);
+  }, BOARD_MS);
+
+  function renderSession(ref) {
+    const date = ref ? ref.date : "";
+    setField($("#session-date"), date, fmtDate(date));
+    $("#session-closed").hidden = !(ref && ref.closed);
+    if (date && !view.date && date !== sessions.current) loadSessions(); // a new day has begun
+  }
+
+  // ---- own SVG charts ------------------------------------------------------------------
+
+  // Price labels on the right, as trading charts have them; time labels underneath.
+  const PAD = { l: 6, r: 58, t: 8, b: 18 };
+  const charts = new Map(); // svg element -> redraw(), for resizes
+
+  const resize = new ResizeObserver((entries) => {
+    for (const entry of entries) {
+      const redraw = charts.get(entry.target);
+      if (redraw) redraw();
+    }
+  });
+
+  /** Keep a chart's drawing so a resize can redraw it at the new width. */
+  function keep(node, redraw) {
+    if (!charts.has(node)) resize.observe(node);
+    charts.set(node, redraw);
+    redraw();
+  }
+
+  /** The drawing area at the element's pixel size, so text stays crisp at any width. */
+  function canvas(node) {
+    const w = Math.round(node.clientWidth);
+    const h = Math.round(node.clientHeight);
+    node.setAttribute("viewBox", `0 0 ${Math.max(w, 1)} ${Math.max(h, 1)}`);
+    node.replaceChildren();
+    return { w, h, ok: w > 40 && h > 40 };
+  }
+
+  function yScale(lo, hi, top, bottom) {
+    const span = hi - lo || Math.max(Math.abs(hi) * 0.002, 1);
+    const l = hi - lo ? lo : lo - span / 2;
+    return (v) => bottom - ((v - l) / span) * (bottom - top);
+  }
+
+  const px = (v) => v.toFixed(1);
+
+  function emptyNote(node, w, h, text) {
+    node.append(svg("text", { class: "axis note", x: px(w / 2), y: px(h / 2), "text-anchor": "middle" }, text));
+  }
+
+  function hLine(g, y, x1, x2, cls) {
+    g.append(svg("line", { class: cls, x1: px(x1), x2: px(x2), y1: px(y), y2: px(y) }));
+  }
+
+  function rightLabels(g, w, lo, hi, y, fmt) {
+    // The top label hangs below its line and the bottom one sits above it, so neither
+    // runs into the pane above or below.
+    for (const [v, dy] of [[hi, 10], [(hi + lo) / 2, 4], [lo, -3]]) {
+      hLine(g, y(v), PAD.l, w - PAD.r, "grid");
+      g.append(svg("text", { class: "axis", x: px(w - PAD.r + 4), y: px(y(v) + dy) }, fmt(v)));
+    }
+  }
+
+  /** A tag on the right axis at the last value, coloured like it. */
+  function lastTag(g, w, y, text, cls) {
+    const tag = svg("g", { class: "tag " + cls });
+    tag.append(svg("rect", { x: px(w - PAD.r + 1), y: px(y - 8), width: String(PAD.r - 2), height: "16", rx: "2" }));
+    tag.append(svg("text", { x: px(w - PAD.r + 4), y: px(y + 4) }, text));
+    g.append(tag);
+  }
+
+  /** Session minute (lunch folded out) of an ISO time, 0..DAY_MINUTES. */
+  function sessionMinute(iso) {
+    const m = /T(\d{2}):(\d{2})/.exec(iso || "");
+    if (!m) return null;
+    const t = Number(m[1]) * 60 + Number(m[2]);
+    if (t <= MORNING[0]) return 0;
+    if (t <= MORNING[1]) return t - MORNING[0];
+    const morning = MORNING[1] - MORNING[0];
+    if (t <= AFTERNOON[0]) return morning;
+    return Math.min(DAY_MINUTES, morning + t - AFTERNOON[0]);
+  }
+
+  const SESSION_TICKS = ["09:00", "10:00", "11:00", "13:00", "14:00"];
+
+  /** X placement: by the day's clock (market-wide series, so gaps show as gaps), or one
+   * slot per bar (a symbol's candles at any interval). */
+  function xAxis(w, h, items, mode) {
+    const plot = w - PAD.l - PAD.r;
+    let step;
+    let at;
+    const ticks = [];
+    if (mode === "session") {
+      step = plot / (DAY_MINUTES + 1);
+      at = (item) => PAD.l + step * (sessionMinute(item.time) + 0.5);
+      for (const t of SESSION_TICKS) ticks.push([PAD.l + step * (sessionMinute(`T${t}`) + 0.5), t]);
+    } else {
+      step = plot / Math.max(items.length, 24); // a handful of bars do not become slabs
+      const index = new Map(items.map((item, i) => [item, i]));
+      at = (item) => PAD.l + step * (index.get(item) + 0.5);
+      const daily = mode === "1d";
+      const every = Math.max(1, Math.ceil(items.length / Math.max(2, Math.floor(plot / 70))));
+      for (let i = 0; i < items.length; i += every) {
+        const t = items[i].time || "";
+        ticks.push([at(items[i]), daily ? fmtDate(t.slice(0, 10)).slice(0, 5) : t.slice(11, 16)]);
+      }
+    }
+    return { step, at, ticks, base: h - PAD.b };
+  }
+
+  function timeLabels(g, x, h) {
+    let lastEnd = -Infinity;
+    for (const [pos, text] of x.ticks) {
+      if (pos - 16 < lastEnd) continue; // no overlapping labels on a narrow screen
+      const edge = pos < PAD.l + 16; // the first label starts at the edge rather than being cut
+      g.append(svg("text", { class: "axis", x: px(edge ? PAD.l : pos), y: px(h - 4), "text-anchor": edge ? "start" : "middle" }, text));
+      lastEnd = edge ? PAD.l + 32 : pos + 16;
+    }
+  }
+
+  /**
+   * Candles over a volume pane. opts: ref (dashed reference line), fmt (price labels),
+   * mode ("session" | interval), volume(item) -> [[value, class], ...] stacked bars.
+   */
+  function drawCandles(node, items, opts) {
+    node.dataset.value = String(items.length);
+    keep(node, () => {
+      const { w, h, ok } = canvas(node);
+      if (!ok) return;
+      if (!items.length) {
+        emptyNote(node, w, h, "Chưa có dữ liệu (no data yet)");
+        return;
+      }
+      const x = xAxis(w, h, items, opts.mode);
+      const priceBottom = PAD.t + (x.base - PAD.t) * 0.7;
+      const volTop = priceBottom + 8;
+      let lo = Infinity;
+      let hi = -Infinity;
+      for (const c of items) {
+        lo = Math.min(lo, c.low);
+        hi = Math.max(hi, c.high);
+      }
+      const ref = isNum(opts.ref) && opts.ref > 0 ? opts.ref : null;
+      // The reference joins the range only when near it: far off it would flatten the day.
+      if (ref && ref >= lo - (hi - lo) && ref <= hi + (hi - lo)) {
+        lo = Math.min(lo, ref);
+        hi = Math.max(hi, ref);
+      }
+      const y = yScale(lo, hi, PAD.t, priceBottom);
+      const g = svg("g");
+      rightLabels(g, w, lo, hi, y, opts.fmt);
+      if (ref && ref >= lo && ref <= hi) hLine(g, y(ref), PAD.l, w - PAD.r, "refline");
+      const body = Math.max(1, Math.min(x.step * 0.7, 14));
+      let maxVol = 0;
+      const vols = items.map((c) => {
+        const parts = opts.volume(c);
+        maxVol = Math.max(maxVol, parts.reduce((s, [v]) => s + v, 0));
+        return parts;
+      });
+      const vy = (v) => x.base - (maxVol > 0 ? (v / maxVol) * (x.base - volTop) : 0);
+      items.forEach((c, i) => {
+        const cx = x.at(c);
+        const cls = c.close > c.open ? "up" : c.close < c.open ? "down" : "ref";
+        const bar = svg("g", { class: "candle " + cls });
+        bar.append(svg("title", {}, opts.title(c)));
+        bar.append(svg("line", { class: "wick", x1: px(cx), x2: px(cx), y1: px(y(c.high)), y2: px(y(c.low)) }));
+        const top = y(Math.max(c.open, c.close));
+        const height = Math.max(1, y(Math.min(c.open, c.close)) - top);
+        bar.append(svg("rect", { class: "body", x: px(cx - body / 2), y: px(top), width: px(body), height: px(height) }));
+        let acc = 0;
+        for (const [v, vcls] of vols[i]) {
+          if (v <= 0) continue;
+          const y0 = vy(acc);
+          acc += v;
+          bar.append(svg("rect", { class: "vol " + vcls, x: px(cx - body / 2), y: px(vy(acc)), width: px(body), height: px(Math.max(0.5, y0 - vy(acc))) }));
+        }
+        g.append(bar);
+      });
+      hLine(g, x.base, PAD.l, w - PAD.r, "axis-line");
+      if (maxVol > 0) g.append(svg("text", { class: "axis", x: px(w - PAD.r + 4), y: px(volTop + 12) }, fmtInt(maxVol)));
+      timeLabels(g, x, h);
+      const last = items[items.length - 1];
+      lastTag(g, w, y(last.close), opts.fmt(last.close), opts.lastClass ? opts.lastClass(last.close) : "ref");
+      node.append(g);
+    });
+  }
+
+  /** Per-minute bars around zero and, optionally, a line on its own scale. */
+  function drawBarsAndLine(node, items, opts) {
+    node.dataset.value = String(items.length);
+    keep(node, () => {
+      const { w, h, ok } = canvas(node);
+      if (!ok) return;
+      if (!items.length) {
+        emptyNote(node, w, h, "Chưa có dữ liệu (no data yet)");
+        return;
+      }
+      const x = xAxis(w, h, items, "session");
+      const g = svg("g");
+      const bars = opts.bar ? items.map(opts.bar) : [];
+      const line = opts.line ? items.map(opts.line) : [];
+      const range = (vals) => [Math.min(0, ...vals), Math.max(0, ...vals)];
+      const [blo, bhi] = range(bars.length ? bars : line);
+      const yb = yScale(blo, bhi, PAD.t, x.base);
+      rightLabels(g, w, blo, bhi, yb, opts.fmt);
+      hLine(g, yb(0), PAD.l, w - PAD.r, "zero");
+      const width = Math.max(1, x.step * 0.8);
+      items.forEach((item, i) => {
+        if (!bars.length) return;
+        const v = bars[i];
+        const top = Math.min(yb(v), yb(0));
+        g.append(svg("rect", {
+          class: "bar " + (v >= 0 ? "up" : "down"), x: px(x.at(item) - width / 2), y: px(top),
+          width: px(width), height: px(Math.max(0.5, Math.abs(yb(v) - yb(0)))),
+        }, undefined));
+      });
+      if (line.length) {
+        const [llo, lhi] = bars.length ? range(line) : [blo, bhi];
+        const yl = bars.length ? yScale(llo, lhi, PAD.t, x.base) : yb;
+        const pts = items.map((item, i) => `${px(x.at(item))},${px(yl(line[i]))}`);
+        if (pts.length === 1) pts.unshift(`${px(PAD.l)},${pts[0].split(",")[1]}`);
+        const last = line[line.length - 1];
+        g.append(svg("polyline", { class: "series " + (opts.lineClass || signClass(last)), points: pts.join(" ") }));
+        // On its own scale, the line's value is written out rather than put on the bars' axis.
+        if (bars.length) g.append(svg("text", { class: "axis legend-value", x: px(PAD.l + 4), y: px(PAD.t + 10) }, `${opts.lineName}: ${opts.fmtLine(last)}`));
+        else lastTag(g, w, yl(last), opts.fmtLine(last), signClass(last));
+      }
+      timeLabels(g, x, h);
+      node.append(g);
+    });
+  }
+
+  // ---- the picked symbol: candles and time and sales ------------------------------------
+
+  const detail = {
+    card: $("#detail"),
+    head: fieldsOf($("#detail .detail-title")),
+    title: $("#detail-symbol"),
+    chart: $("#candle-chart"),
+    tape: $("#tape"),
+    sym: null,
+    interval: stored.get("interval", "1m"),
+    stats: "", // the symbol's snapshot figures last seen: unchanged, nothing to re-fetch
+  };
+  if (!INTERVALS.includes(detail.interval)) detail.interval = "1m";
+  const wantedSymbol = stored.get("symbol", "");
+
+  function markSelected() {
+    for (const row of board.rows.values()) row.tr.classList.toggle("selected", row.data.symbol === detail.sym);
+  }
+
+  function selectSymbol(sym) {
+    if (!sym || sym === detail.sym) return;
+    detail.sym = sym;
+    detail.card.dataset.symbol = sym;
+    stored.set("symbol", sym);
+    setField(detail.title, sym, sym);
+    markSelected();
+    renderDetailHead();
+    kickDetail(true);
+  }
+
+  function renderDetailHead() {
+    const row = board.rows.get(detail.sym);
+    const r = row ? row.data : null;
+    const f = detail.head;
+    if (!r) {
+      for (const name of ["last_price", "change", "change_pct"]) setField(f[name], "", "", "");
+      return;
+    }
+    const der = isDer(r);
+    const pc = lastClass(r);
+    setField(f.last_price, r.last_price || "", fmtPrice(r.last_price, der), pc);
+    setField(f.change, r.change ?? "", fmtChange(r.change, der), pc);
+    setField(f.change_pct, r.change_pct ?? "", fmtSignedPct(r.change_pct), pc);
+  }
+
+  for (const button of document.querySelectorAll("#intervals [data-interval]")) {
+    button.setAttribute("aria-pressed", String(button.dataset.interval === detail.interval));
+    button.addEventListener("click", () => {
+      detail.interval = button.dataset.interval;
+      stored.set("interval", detail.interval);
+      for (const b of document.querySelectorAll("#intervals [data-interval]")) {
+        b.setAttribute("aria-pressed", String(b === button));
+      }
+      kickDetail(true);
+    });
+  }
+
+  const kickDetail = throttled(async () => {
+    const sym = detail.sym;
+    const interval = detail.interval;
+    if (!sym) return;
+    const path = encodeURIComponent(sym);
+    const [candles, trades] = await Promise.all([
+      api(`/api/history/candles/${path}`, { interval }),
+      api(`/api/market/trades/${path}`, { limit: TAPE_LIMIT }),
+    ]);
+    // A newer pick owns the panel; its own fetch is already queued.
+    if (sym !== detail.sym || interval !== detail.interval) return;
+    if (candles) drawSymbolCandles(sym, interval, candles.candles || []);
+    if (trades) renderTape(trades.trades || []);
+  }, DETAIL_MS);
+
+  function drawSymbolCandles(sym, interval, candles) {
+    const row = board.rows.get(sym);
+    const r = row ? row.data : { symbol: sym };
+    const der = isDer(r);
+    detail.chart.dataset.symbol = sym;
+    detail.chart.dataset.interval = interval;
+    drawCandles(detail.chart, candles, {
+      mode: interval,
+      ref: r.ref_price,
+      fmt: (v) => fmtPrice(v, der),
+      lastClass: (v) => priceClass(v, r) || "ref",
+      volume: (c) => [[c.buy_volume, "buy"], [c.sell_volume, "sell"], [c.neutral_volume, "neutral"]],
+      title: (c) => `${interval === "1d" ? c.time.slice(0, 10) : c.time.slice(11, 16)}  O ${fmtPrice(c.open, der)}  H ${fmtPrice(c.high, der)}  ` +
+        `L ${fmtPrice(c.low, der)}  C ${fmtPrice(c.close, der)}\nKL ${fmtInt(c.volume)} · mua CĐ ${fmtInt(c.buy_volume)} · ` +
+        `bán CĐ ${fmtInt(c.sell_volume)} · trung tính ${fmtInt(c.neutral_volume)}`,
+    });
+  }
+
+  const SIDES = {
+    mua_chu_dong: ["M", "up", "Mua chủ động (active buy)"],
+    ban_chu_dong: ["B", "down", "Bán chủ động (active sell)"],
+    neutral: ["—", "muted", "Trung tính (neutral)"],
+  };
+
+  function renderTape(trades) {
+    const row = board.rows.get(detail.sym);
+    const r = row ? row.data : { symbol: detail.sym || "" };
+    const der = isDer(r);
+    const body = detail.tape.tBodies[0];
+    const frag = document.createDocumentFragment();
+    for (const t of trades) {
+      const [mark, cls, title] = SIDES[t.side] || SIDES.neutral;
+      frag.append(el("tr", { class: "side-" + cls, "data-side": t.side }, [
+        el("th", { class: "sym time", text: fmtTime(t.time) }),
+        el("td", { class: "num " + priceClass(t.price, r), "data-field": "price", "data-value": String(t.price), text: fmtPrice(t.price, der) }),
+        el("td", { class: "num", "data-field": "volume", "data-value": String(t.volume), text: fmtInt(t.volume) }),
+        el("td", { class: "side " + cls, title: `${title}; SSI: ${t.ssi_side || "—"}`, text: mark }),
+      ]));
+    }
+    if (!trades.length) frag.append(el("tr", { class: "empty-row" }, [el("td", { colspan: "4", text: "Chưa có giao dịch" })]));
+    body.replaceChildren(frag);
+    detail.tape.dataset.value = String(trades.length);
   }
 
   // ---- futures ---------------------------------------------------------------------
 
-  const futures = { card: $("#futures"), f: fieldsOf($("#futures")), flow: new Map() };
+  const futures = { card: $("#futures"), f: fieldsOf($("#futures")), flow: new Map(), chart: $("#basis-chart"), sig: null };
+  delete futures.f.basis_points; // the chart, not a text cell
 
   function renderFutures(d) {
     const f = futures.f;
@@ -378,9 +901,19 @@
     $("#futures-flow").hidden = list.length === 0;
   }
 
+  const kickBasis = throttled(async () => {
+    const data = await api("/api/history/basis");
+    if (!data) return;
+    drawBarsAndLine(futures.chart, data.points || [], {
+      line: (p) => p.basis,
+      fmt: fmt2,
+      fmtLine: (v) => signed(v, fmt2),
+    });
+  }, CHART_MS);
+
   // ---- foreign flow -------------------------------------------------------------------
 
-  const foreign = { card: $("#foreign"), f: fieldsOf($("#foreign .totals")), top: {} };
+  const foreign = { card: $("#foreign"), f: fieldsOf($("#foreign .totals")), top: {}, chart: $("#foreign-chart"), sig: null };
 
   function topTable(id) {
     const body = $(`#${id} tbody`);
@@ -441,9 +974,25 @@
     renderTop(foreign.top.sell, d.top_sell);
   }
 
-  // ---- indices -------------------------------------------------------------------------
+  const kickForeign = throttled(async () => {
+    const data = await api("/api/history/foreign");
+    if (!data) return;
+    const minutes = data.minutes || [];
+    let run = 0;
+    const cumulative = new Map(minutes.map((m) => [m, (run += m.net_value)]));
+    drawBarsAndLine(foreign.chart, minutes, {
+      bar: (m) => m.net_value,
+      line: (m) => cumulative.get(m),
+      lineClass: "accent",
+      lineName: "Lũy kế",
+      fmt: fmtVnd,
+      fmtLine: (v) => signed(v, fmtVnd),
+    });
+  }, CHART_MS);
 
-  const indices = { wrap: $("#indices"), cards: new Map() };
+  // ---- indices: the cards, and the picked index's candles with breadth -----------------
+
+  const indices = { wrap: $("#indices"), cards: new Map(), all: {} };
   const SPARK_W = 300;
   const SPARK_H = 64;
   const GRID_TIMES = ["10:00", "11:00", "11:30", "14:00"];
@@ -453,14 +1002,13 @@
     const ref = svg("line", { class: "refline", x1: "0", x2: String(SPARK_W), y1: "-10", y2: "-10" });
     const dot = svg("circle", { class: "last", r: "2.5", cx: "-10", cy: "-10" });
     const spark = svg("svg", { class: "spark", viewBox: `0 0 ${SPARK_W} ${SPARK_H}`, preserveAspectRatio: "none", role: "img" });
-    spark.append(svg("title"));
-    spark.firstChild.textContent = `${id} intraday, 09:00–14:45 (nghỉ trưa 11:30–13:00 lược bỏ)`;
+    spark.append(svg("title", {}, `${id} intraday, 09:00–14:45 (nghỉ trưa 11:30–13:00 lược bỏ)`));
     for (const t of GRID_TIMES) {
       const gx = ((sessionMinute(`T${t}`) / DAY_MINUTES) * SPARK_W).toFixed(1);
       spark.append(svg("line", { class: t === "11:30" ? "grid lunch" : "grid", x1: gx, x2: gx, y1: "0", y2: String(SPARK_H) }));
     }
     spark.append(ref, line, dot);
-    const card = el("article", { class: "card index-card", "data-index": id }, [
+    const card = el("article", { class: "card index-card", "data-index": id, tabindex: "0", title: `${id}: xem nến` }, [
       el("header", { class: "card-head" }, [
         el("h2", { text: id }),
         el("span", { class: "time muted", "data-field": "last_updated", "data-value": "", text: "—" }),
@@ -490,18 +1038,15 @@
         el("em", { class: "ratio-label", text: "" }),
       ]),
     ]);
+    const pick = () => selectIndex(id);
+    card.addEventListener("click", pick);
+    card.addEventListener("keydown", (ev) => {
+      if (ev.key === "Enter" || ev.key === " ") {
+        ev.preventDefault();
+        pick();
+      }
+    });
     return { card, f: fieldsOf(card), line, ref, dot, ratioLabel: card.querySelector(".ratio-label"), key: "" };
-  }
-
-  function sessionMinute(iso) {
-    const m = /T(\d{2}):(\d{2})/.exec(iso || "");
-    if (!m) return null;
-    const t = Number(m[1]) * 60 + Number(m[2]);
-    if (t <= MORNING[0]) return 0;
-    if (t <= MORNING[1]) return t - MORNING[0];
-    const morning = MORNING[1] - MORNING[0];
-    if (t <= AFTERNOON[0]) return morning;
-    return Math.min(DAY_MINUTES, morning + t - AFTERNOON[0]);
   }
 
   function drawSpark(c, intraday, prior, cls) {
@@ -550,7 +1095,8 @@
   }
 
   function renderIndices(all) {
-    const ids = Object.keys(all || {}).sort((a, b) => {
+    indices.all = all || {};
+    const ids = Object.keys(indices.all).sort((a, b) => {
       const ia = INDEX_ORDER.indexOf(a);
       const ib = INDEX_ORDER.indexOf(b);
       return (ia < 0 ? 99 : ia) - (ib < 0 ? 99 : ib) || (a < b ? -1 : 1);
@@ -558,7 +1104,7 @@
     $("#indices-empty").hidden = ids.length > 0;
     let anchor = $("#indices-empty");
     for (const id of ids) {
-      const d = all[id];
+      const d = indices.all[id];
       let c = indices.cards.get(id);
       const fresh = !c;
       if (fresh) {
@@ -583,16 +1129,84 @@
         setScale(f.advance_ratio, ar);
         c.ratioLabel.textContent = `Tỷ lệ tăng ${fmtPct(ar)}`;
       }
-      setTitle(c.card, `${id}: tham chiếu ${fmt2(d.prior_value)}`);
+      setTitle(c.card, `${id}: tham chiếu ${fmt2(d.prior_value)} · nhấn để xem nến`);
       drawSpark(c, d.intraday, d.prior_value, cls);
     }
     for (const [id, c] of indices.cards) {
-      if (!(all && id in all)) {
+      if (!(id in indices.all)) {
         c.card.remove();
         indices.cards.delete(id);
       }
     }
+    renderIndexTabs(ids);
+    if (!indexPanel.id || !(indexPanel.id in indices.all)) {
+      if (ids.length) selectIndex(ids.includes("VN30") ? "VN30" : ids[0]);
+    }
+    renderIndexPanel();
   }
+
+  const indexPanel = { card: $("#index-panel"), f: fieldsOf($("#index-panel")), tabs: $("#index-tabs"), chart: $("#index-chart"), id: "", sig: null };
+
+  function renderIndexTabs(ids) {
+    const have = [...indexPanel.tabs.children].map((b) => b.dataset.index).join();
+    if (have !== ids.join()) {
+      indexPanel.tabs.replaceChildren(...ids.map((id) => {
+        const b = el("button", { type: "button", "data-index": id, "aria-pressed": "false", text: id });
+        b.addEventListener("click", () => selectIndex(id));
+        return b;
+      }));
+    }
+    for (const b of indexPanel.tabs.children) b.setAttribute("aria-pressed", String(b.dataset.index === indexPanel.id));
+  }
+
+  function selectIndex(id) {
+    if (id === indexPanel.id) return;
+    indexPanel.id = id;
+    indexPanel.card.dataset.index = id;
+    for (const b of indexPanel.tabs.children) b.setAttribute("aria-pressed", String(b.dataset.index === id));
+    for (const [cid, c] of indices.cards) c.card.classList.toggle("selected", cid === id);
+    renderIndexPanel();
+    kickIndex(true);
+  }
+
+  function renderIndexPanel() {
+    const d = indices.all[indexPanel.id];
+    const f = indexPanel.f;
+    for (const [cid, c] of indices.cards) c.card.classList.toggle("selected", cid === indexPanel.id);
+    if (!d) return;
+    const cls = signClass(d.change);
+    setField(f.value, d.value, fmt2(d.value), cls);
+    setField(f.change, d.change, signed(d.change, fmt2), cls);
+    setField(f.ratio_change, d.ratio_change, `(${signed(d.ratio_change, fmt2)} %)`, cls);
+    setField(f.advances, d.advances, fmtInt(d.advances));
+    setField(f.no_changes, d.no_changes, fmtInt(d.no_changes));
+    setField(f.declines, d.declines, fmtInt(d.declines));
+    const total = (d.advances || 0) + (d.no_changes || 0) + (d.declines || 0);
+    const bar = $("#index-panel .breadth-bar");
+    bar.style.setProperty("--adv", String(total ? d.advances / total : 0));
+    bar.style.setProperty("--unch", String(total ? d.no_changes / total : 0));
+    bar.style.setProperty("--dec", String(total ? d.declines / total : 0));
+    bar.classList.toggle("none", total === 0);
+  }
+
+  const kickIndex = throttled(async () => {
+    const id = indexPanel.id;
+    if (!id) return;
+    const data = await api(`/api/history/index/${encodeURIComponent(id)}`);
+    if (!data || id !== indexPanel.id) return;
+    const bars = data.candles || [];
+    // total_volume is the index's running total: a bar's own volume is the step to it.
+    const own = new Map(bars.map((c, i) => [c, i ? Math.max(0, c.total_volume - bars[i - 1].total_volume) : 0]));
+    const prior = (indices.all[id] || {}).prior_value;
+    drawCandles(indexPanel.chart, bars, {
+      mode: "session",
+      ref: prior,
+      fmt: fmt2,
+      lastClass: (v) => (isNum(prior) && prior > 0 ? signClass(v - prior) : "ref"),
+      volume: (c) => [[own.get(c), "neutral"]],
+      title: (c) => `${c.time.slice(11, 16)}  O ${fmt2(c.open)}  H ${fmt2(c.high)}  L ${fmt2(c.low)}  C ${fmt2(c.close)}\nKL ${fmtInt(own.get(c))}`,
+    });
+  }, CHART_MS);
 
   // ---- header ---------------------------------------------------------------------------
 
@@ -608,33 +1222,66 @@
     return latest;
   }
 
-  function renderHeader(snap) {
-    const latest = latestTime(snap);
+  function renderHeader(latest) {
     const node = $("#last-update");
-    const text = latest ? fmtTime(latest) : "—";
     if (node.dataset.value !== latest) {
       node.dataset.value = latest;
-      node.textContent = text;
+      node.textContent = latest ? fmtTime(latest) : "—";
     }
     setTitle(node, "nhận lúc " + new Date().toLocaleTimeString("vi-VN"));
-    const date = latest ? latest.slice(0, 10).split("-").reverse().join("/") : "—";
-    setField($("#session-date"), latest.slice(0, 10), date);
-    // A simulated market's clock is its newest event time: it ticks with the data.
-    if (sim.on && latest) setField(sim.clock, latest, text);
   }
 
+  /** The simulated market's clock is its newest live event time: it ticks with the
+   * pushes, also while an earlier session is on screen. */
+  function tickSim(latest) {
+    if (sim.on && latest) setField(sim.clock, latest, fmtTime(latest));
+  }
+
+  const sig = (...parts) => parts.map((p) => (p === undefined || p === null ? "" : String(p))).join("|");
+
+  /** Paint what the snapshot carries, then re-fetch only what it says has changed. */
   function render(snap) {
-    renderHeader(snap);
+    renderHeader(latestTime(snap));
     renderIndices(snap.indices);
-    renderBoard(snap.quotes);
     renderFutures(snap.derivatives);
+    renderFuturesFlow(Object.values(snap.quotes || {}).filter((s) => FUTURES.test(s.symbol)));
     renderForeign(snap.foreign);
+
+    kickBoard(); // the book is not in the snapshot: any push may have moved it
+    const q = (snap.quotes || {})[detail.sym];
+    const stats = sig(detail.sym, q && q.total_volume, q && q.last_updated);
+    if (stats !== detail.stats) {
+      detail.stats = stats;
+      kickDetail();
+    }
+    const idx = (snap.indices || {})[indexPanel.id];
+    const isig = sig(indexPanel.id, idx && idx.last_updated, idx && idx.value);
+    if (isig !== indexPanel.sig) {
+      indexPanel.sig = isig;
+      kickIndex();
+    }
+    const fo = snap.foreign || {};
+    const fsig = sig(fo.total_buy_value, fo.total_sell_value);
+    if (fsig !== foreign.sig) {
+      foreign.sig = fsig;
+      kickForeign();
+    }
+    const de = snap.derivatives || {};
+    const bsig = sig(de.last_updated, de.basis);
+    if (bsig !== futures.sig) {
+      futures.sig = bsig;
+      kickBasis();
+    }
   }
 
   // Messages can arrive faster than frames paint: keep only the newest snapshot.
   let pending = null;
   let frameRequested = false;
+  let lastLive = null;
   function schedule(snap) {
+    lastLive = snap;
+    tickSim(latestTime(snap));
+    if (view.date) return; // an earlier day is on screen: live pushes wait in lastLive
     pending = snap;
     if (frameRequested) return;
     frameRequested = true;
@@ -642,8 +1289,73 @@
       frameRequested = false;
       const snapNow = pending;
       pending = null;
-      if (snapNow) render(snapNow);
+      if (snapNow && !view.date) render(snapNow);
     });
+  }
+
+  // ---- the session picker: an earlier day, or live -------------------------------------------
+
+  const sessions = { picker: $("#session-picker"), current: null, list: [], loading: null };
+
+  async function loadSessions() {
+    if (sessions.loading) return sessions.loading;
+    sessions.loading = (async () => {
+      try {
+        const res = await fetch("/api/sessions", { cache: "no-store" });
+        if (!res.ok) return;
+        const data = await res.json();
+        sessions.current = data.current;
+        sessions.list = data.sessions || [];
+        fillPicker();
+      } catch {
+        /* the list stays as it was; the picker is refreshed on next open */
+      } finally {
+        sessions.loading = null;
+      }
+    })();
+    return sessions.loading;
+  }
+
+  function fillPicker() {
+    const p = sessions.picker;
+    const opts = [el("option", { value: "", text: `Trực tiếp${sessions.current ? " · " + fmtDate(sessions.current) : ""}` })];
+    const dates = sessions.list.map((s) => s.date).filter((d) => d !== sessions.current);
+    if (view.date && !dates.includes(view.date)) dates.unshift(view.date); // a deep link to a day not listed
+    for (const date of dates) {
+      const s = sessions.list.find((x) => x.date === date);
+      const note = !s ? " · không có dữ liệu" : s.closed ? "" : " · chưa đóng";
+      opts.push(el("option", { value: date, text: fmtDate(date) + note }));
+    }
+    const same = p.options.length === opts.length && opts.every((o, i) => p.options[i].value === o.value && p.options[i].text === o.text);
+    if (!same) p.replaceChildren(...opts);
+    p.value = view.date || "";
+  }
+
+  sessions.picker.addEventListener("change", () => showSession(sessions.picker.value || null));
+  // The list grows by a day overnight: refresh it whenever someone opens it.
+  sessions.picker.addEventListener("focus", () => loadSessions());
+  $("#back-live").addEventListener("click", () => showSession(null));
+
+  async function showSession(date) {
+    view.date = date;
+    view.gen += 1;
+    const url = new URL(location.href);
+    if (date) url.searchParams.set("date", date);
+    else url.searchParams.delete("date");
+    history.replaceState(null, "", url);
+    document.body.classList.toggle("is-history", !!date);
+    $("#history-bar").hidden = !date;
+    setField($("#history-date"), date || "", fmtDate(date));
+    fillPicker();
+    // Forget what was last fetched: every panel is asked again for the shown day.
+    detail.stats = indexPanel.sig = foreign.sig = futures.sig = null;
+    if (date) {
+      const gen = view.gen;
+      const snap = await api("/api/market/snapshot");
+      if (snap && gen === view.gen) render(snap);
+    } else if (lastLive) render(lastLive);
+    kickBoard(true);
+    kickDetail(true);
   }
 
   // ---- status pills -------------------------------------------------------------------------
@@ -681,6 +1393,7 @@
       const day = (feed.sim_date || "").split("-").reverse().join("/");
       setTitle(sim.badge, `Thị trường mô phỏng (simulated market), phiên ${day}, chạy thật từ ${feed.sim_from} ` +
         `x${feed.speed}: không phải dữ liệu SSI thật`);
+      if (lastLive) tickSim(latestTime(lastLive));
       // The fast-forward ends without a status change: look again until it has.
       if (sim.phase === "catch_up") sim.timer = setTimeout(loadFeed, 2_000);
     }
@@ -701,8 +1414,6 @@
 
   // ---- the WebSocket, reconnecting with backoff ---------------------------------------------------
 
-  const params = new URLSearchParams(location.search);
-  const token = params.get("token");
   const wsUrl =
     `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/ws/market` +
     (token !== null ? `?token=${encodeURIComponent(token)}` : "");
@@ -712,6 +1423,7 @@
   let retryTimer = null;
   let countdown = null;
   let lastRx = 0;
+  let received = 0;
 
   function connect() {
     clearTimeout(retryTimer);
@@ -748,6 +1460,9 @@
         return;
       }
       attempt = 0; // reset only once data flows, so a socket that opens then drops keeps backing off
+      // Pushes received, shown or not: lets a reader (or a test) tell a paused page
+      // from one that heard nothing.
+      socketPill.dataset.rx = String((received += 1));
       schedule(msg);
     };
     ws.onclose = (ev) => {
@@ -807,5 +1522,11 @@
   }, 5_000);
   window.addEventListener("online", reconnectNow);
 
+  // ---- start ---------------------------------------------------------------------------------
+
+  if (wantedSymbol) selectSymbol(wantedSymbol);
+  loadSessions();
+  // Live, the first push (sent on connect) fills the page; an earlier day is fetched now.
+  if (view.date) showSession(view.date);
   connect();
 })();
