@@ -399,7 +399,7 @@ async def _record(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _fake_ssi(args: argparse.Namespace, settings: Settings) -> int:
-    from app.ingest.fake_ssi import serve_fake
+    from app.sim.fake import serve_fake
 
     check_port(args.host, args.port)
     await serve_fake(

@@ -35,7 +35,7 @@ from app.config import Settings
 from app.contracts import FeedStatus
 from app.errors import UserError
 from app.ingest.demo_clock import DemoPlan, SimClock, plan
-from app.ingest.fake_ssi import FakeFastConnect, parse_channels
+from app.sim.fake import FakeFastConnect, parse_channels
 from app.ingest.live import channels_for, run_live
 from app.sim import ALL_CHANNELS, VN30_SYMBOLS, MarketSimulator, SimEvent
 from app.ingest.writer import StreamWriter, now_ms

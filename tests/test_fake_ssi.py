@@ -22,7 +22,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError, InvalidStatus
 
-from app.ingest.fake_ssi import FakeFastConnect, create_fake_app, parse_channels, serve_fake
+from app.sim.fake import FakeFastConnect, create_fake_app, parse_channels, serve_fake
 from app.sim import ALL_CHANNELS, VN30_SYMBOLS, MarketSimulator
 
 pytestmark = pytest.mark.anyio

@@ -12,7 +12,7 @@ import uvicorn
 
 from app import keys as K
 from app.config import Settings
-from app.ingest.fake_ssi import FakeFastConnect
+from app.sim.fake import FakeFastConnect
 from app.ingest.live import run_live
 from app.ingest.signalr import FastConnectStream, FeedConfig
 from app.projections import worker

@@ -22,7 +22,7 @@ import pytest
 from app import keys as K
 from app.config import Settings
 from app.ingest import live
-from app.ingest.fake_ssi import frames_digest
+from app.sim.fake import frames_digest
 from app.ingest.signalr import FastConnectStream
 from app.sim import ALL_CHANNELS
 from app.store import free_port
@@ -45,7 +45,7 @@ FAKE = """
 import asyncio, sys
 from datetime import date, time
 from app import logs
-from app.ingest.fake_ssi import serve_fake
+from app.sim.fake import serve_fake
 logs.setup("kv", "WARNING")
 asyncio.run(serve_fake("127.0.0.1", int(sys.argv[1]), start=date.fromisoformat(sys.argv[2]), open_at=time(10, 0),
                        speed=0.5, keepalive_s=float(sys.argv[3])))

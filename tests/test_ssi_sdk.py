@@ -26,7 +26,7 @@ from ssi_fc_data.fc_md_client import MarketDataClient  # noqa: E402
 from ssi_fc_data.fc_md_stream import MarketDataStream  # noqa: E402
 from ssi_fc_data.signalr.hubs.errors import UnAuthorizedHubError  # noqa: E402
 
-from app.ingest.fake_ssi import FakeFastConnect  # noqa: E402
+from app.sim.fake import FakeFastConnect  # noqa: E402
 from app.sim import VN30_SYMBOLS  # noqa: E402
 
 DAY = date(2026, 7, 20)

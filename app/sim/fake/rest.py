@@ -1,0 +1,220 @@
+"""The fake's REST side: AccessToken, and the Bearer-checked Market endpoints (Securities, IndexComponents, IndexList)."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import itertools
+import json
+import logging
+import secrets
+import time as _time
+import uuid
+from typing import TYPE_CHECKING, Any, Callable
+
+from litestar import Request, Response, get, post
+from litestar.connection import ASGIConnection
+from litestar.enums import MediaType
+
+from app.sim.indices import INDEX_EXCHANGES
+from app.sim.universe import INDEX_IDS
+from app.ssi_protocol import ACCESS_TOKEN_PATH, MARKET_PATH
+
+if TYPE_CHECKING:
+    from app.sim.fake.server import FakeFastConnect
+    from app.sim.fake.signalr import Session
+    from app.sim.fake.stats import FakeStats
+
+__all__ = ["TokenIssuer", "REST_HANDLERS", "DENIED", "fake_of", "authorized", "bearer", "json_response", "denied"]
+
+log = logging.getLogger("stock_tracker.fake_ssi")
+
+_JWT_HEADER = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"  # {"alg":"HS256","typ":"JWT"}
+DENIED = "Authorization has been denied for this request."
+
+
+def fake_of(connection: ASGIConnection) -> FakeFastConnect:
+    """The server behind a request or socket (the app carries it in its state)."""
+    return connection.app.state.fake
+
+
+def bearer(headers: Any) -> str | None:
+    value = headers.get("authorization") or ""
+    scheme, _, token = value.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def json_response(content: Any, status: int = 200) -> Response:
+    return Response(content=content, status_code=status, media_type=MediaType.JSON)
+
+
+def denied() -> Response:
+    # ASP.NET Web API's stock 401 body; the SDK json-decodes every response.
+    return json_response({"Message": DENIED}, 401)
+
+
+def envelope(data: list | None, total: int, status: str = "Success", message: str = "Success") -> Response:
+    return json_response({"data": data, "message": message, "status": status, "totalRecord": total})
+
+
+def authorized(request: Request, session: Session | None = None) -> bool:
+    """A valid Bearer token on the request, or else on the SignalR session it names."""
+    token = bearer(request.headers) or (session.bearer if session else None)
+    return fake_of(request).token_ok(token)
+
+
+def _params(request: Request) -> dict[str, str]:
+    """Query params by lower-cased name, ``lookupRequest.`` prefix removed (ASP.NET binds both)."""
+    out: dict[str, str] = {}
+    for key, value in request.query_params.multi_items():
+        k = key.lower()
+        if k.startswith("lookuprequest."):
+            k = k[len("lookuprequest."):]
+        out.setdefault(k, value)
+    return out
+
+
+def _page(params: dict[str, str]) -> tuple[int, int]:
+    try:
+        index = int(params.get("pageindex") or 1)
+        size = int(params.get("pagesize") or 100)
+    except ValueError:
+        raise ValueError("pageIndex and pageSize must be integers") from None
+    if index < 1 or size < 1:
+        raise ValueError("pageIndex and pageSize must be positive")
+    return index, size
+
+
+class TokenIssuer:
+    """HS256-signed JWT access tokens and their expiry times."""
+
+    def __init__(self, consumer_id: str, ttl_s: float, stats: FakeStats) -> None:
+        self.consumer_id = consumer_id
+        self.ttl_s = ttl_s
+        self.stats = stats
+        self._signing_key = secrets.token_bytes(32)
+        self._tokens: dict[str, float] = {}  # access token -> exp (epoch seconds)
+
+    def issue(self) -> str:
+        wall = _time.time()
+        now = int(wall)
+        # Whole seconds as usual; sub-minute test TTLs keep their fraction (NumericDate allows it).
+        exp: float = int(wall + self.ttl_s) if self.ttl_s >= 60 else round(wall + self.ttl_s, 3)
+        claims = {"sub": self.consumer_id, "iss": "fake-fc-data", "jti": uuid.uuid4().hex,
+                  "iat": now, "nbf": now, "exp": exp}
+        # Some clients decode the payload as standard base64, some as base64url: keep it to
+        # [A-Za-z0-9] so both read it (docs/ssi.md, AccessToken).
+        for n in itertools.count():
+            claims["n"] = n
+            payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
+            if payload.isalnum():
+                break
+        signing_input = f"{_JWT_HEADER}.{payload}"
+        sig = hmac.new(self._signing_key, signing_input.encode(), hashlib.sha256).hexdigest()
+        token = f"{signing_input}.{sig}"
+        if len(self._tokens) > 10_000:
+            self._tokens = {t: exp for t, exp in self._tokens.items() if exp > wall}
+        self._tokens[token] = float(exp)
+        self.stats.tokens_issued += 1
+        return token
+
+    def valid(self, token: str) -> bool:
+        exp = self._tokens.get(token)
+        return exp is not None and _time.time() < exp
+
+    def revoke_all(self) -> int:
+        """Forget every token issued so far; how many there were."""
+        n = len(self._tokens)
+        self._tokens.clear()
+        return n
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode().rstrip("=")
+
+
+@post(ACCESS_TOKEN_PATH, status_code=200)
+async def access_token(request: Request) -> Response:
+    fake = fake_of(request)
+    try:
+        body = json.loads(await request.body() or b"null")
+    except ValueError:
+        body = None
+    fields = {str(k).lower(): v for k, v in body.items()} if isinstance(body, dict) else {}
+    cid, secret = str(fields.get("consumerid") or ""), str(fields.get("consumersecret") or "")
+    good = (hmac.compare_digest(cid.encode(), fake.consumer_id.encode())
+            and hmac.compare_digest(secret.encode(), fake.consumer_secret.encode()))
+    if fake.rejecting_tokens or not good:
+        log.warning("event=token_refused consumer=%s reason=%s", cid[:40] or "-",
+                    "rejecting" if fake.rejecting_tokens else "bad_credentials")
+        # The SDK splats the body into Response(status, message, data): these three keys only.
+        return json_response({"message": "The connection is invalid", "status": 400, "data": None})
+    token = fake.tokens.issue()
+    log.info("event=token_issued consumer=%s ttl_s=%d issued=%d", cid[:40], fake.token_ttl_s,
+             fake.stats.tokens_issued)
+    return json_response({"message": "Success", "status": 200, "data": {"accessToken": token}})
+
+
+@get(MARKET_PATH + "/{endpoint:str}")
+async def market(request: Request) -> Response:
+    endpoint = str(request.path_params["endpoint"])
+    handler = _ENDPOINTS.get(endpoint.lower())
+    if handler is None:
+        return json_response({"Message": f"No HTTP resource was found for Market/{endpoint[:40]}."}, 404)
+    if not authorized(request):
+        log.warning("event=rest_unauthorized endpoint=%s", endpoint[:40])
+        return denied()
+    params = _params(request)
+    try:
+        return handler(fake_of(request), params)
+    except ValueError as exc:
+        return envelope(None, 0, status="Error", message=str(exc))
+
+
+def index_components(fake: FakeFastConnect, params: dict[str, str]) -> Response:
+    index, size = _page(params)
+    code = (params.get("indexcode") or "").strip()
+    if code and code.upper() != "VN30":
+        return envelope([], 0)
+    symbols = fake.sim.symbols
+    page = symbols[(index - 1) * size: index * size]
+    return envelope([{
+        "IndexCode": "VN30",
+        "IndexName": "VN30",
+        "Exchange": "HOSE",
+        "TotalSymbolNo": str(len(symbols)),
+        "IndexComponent": [{"Isin": s, "StockSymbol": s} for s in page],
+    }], 1)
+
+
+def securities(fake: FakeFastConnect, params: dict[str, str]) -> Response:
+    index, size = _page(params)
+    market_id = (params.get("market") or "").strip().upper()
+    rows = [{"Market": "HOSE", "Symbol": s, "StockName": s, "StockEnName": s} for s in fake.sim.symbols]
+    rows += [{"Market": "DER", "Symbol": f, "StockName": f"Hợp đồng tương lai chỉ số VN30 {f}",
+              "StockEnName": f"VN30 index futures {f}"} for f in fake.sim.futures]
+    if market_id:
+        rows = [r for r in rows if r["Market"] == market_id]
+    return envelope(rows[(index - 1) * size: index * size], len(rows))
+
+
+def index_list(fake: FakeFastConnect, params: dict[str, str]) -> Response:
+    index, size = _page(params)
+    exchange = (params.get("exchange") or "").strip().upper()
+    rows = [{"IndexCode": i, "IndexName": i, "Exchange": INDEX_EXCHANGES.get(i, "HOSE")} for i in INDEX_IDS]
+    if exchange:
+        rows = [r for r in rows if r["Exchange"] == exchange]
+    return envelope(rows[(index - 1) * size: index * size], len(rows))
+
+
+# Market/{endpoint} by lower-cased name (ASP.NET routes ignore case).
+_ENDPOINTS: dict[str, Callable[[FakeFastConnect, dict[str, str]], Response]] = {
+    "indexcomponents": index_components,
+    "securities": securities,
+    "indexlist": index_list,
+}
+
+
+REST_HANDLERS = [access_token, market]
