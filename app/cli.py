@@ -10,21 +10,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import math
-import re
 import signal
 import os
 import sys
 import time
-from datetime import date, time as time_of_day
 from pathlib import Path
 
 import msgspec
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from app import cli_types as types
 from app import gctune, logs
-from app.clock import parse_session_date
 from app.config import Settings, load_settings
 from app.errors import RedisUnavailable, UserError
 from app.store import check_port, open_redis, redis_url_shown, wait_for_redis
@@ -35,89 +32,6 @@ PROG = "stock-tracker"
 
 
 # ---- option types: a bad value is an argparse error (exit 2) naming the option ----
-
-
-def _speed(text: str) -> float:
-    if text in ("max", "0"):
-        return 0.0
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a number > 0 or 'max', got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a port number 1-65535, got {text!r}")
-    return value
-
-
-def _session_date(text: str) -> str:
-    try:
-        return parse_session_date(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _sim_date(text: str) -> date:
-    day = date.fromisoformat(_session_date(text))
-    if day.weekday() >= 5:
-        # The simulator would move it to Monday: a session the user did not ask for.
-        raise argparse.ArgumentTypeError(f"{text} is a {day.strftime('%A')}: the market does not trade; give a weekday")
-    return day
-
-
-_HMS = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
-
-
-def _start_time(text: str) -> time_of_day:
-    m = _HMS.fullmatch(text)
-    try:
-        if m is None:
-            raise ValueError
-        h, mi, s = (int(g) if g else 0 for g in m.groups())
-        return time_of_day(h, mi, s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a time of day HH:MM or HH:MM:SS, got {text!r}") from None
-
-
-def _channels(text: str) -> str:
-    from app.sim import ALL_CHANNELS
-
-    channels = [c.strip().upper() for c in text.split(",") if c.strip()]
-    unknown = sorted(set(channels) - ALL_CHANNELS)
-    if not channels or unknown:
-        raise argparse.ArgumentTypeError(
-            f"unknown channels {', '.join(unknown) or '(none given)'}; choose from {','.join(sorted(ALL_CHANNELS))}"
-        )
-    return ",".join(channels)
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
@@ -154,15 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ing.add_argument("--seed", type=int, default=1, help="simulator seed")
     ing.add_argument(
-        "--speed", type=_speed, default="max",
+        "--speed", type=types.speed, default="max",
         help="simulated seconds per real second; 'max' = as fast as possible, 1 = real time",
     )
-    ing.add_argument("--frames", type=_positive_int, default=None, help="stop after N simulated frames (default: no limit)")
-    ing.add_argument("--date", type=_sim_date, default=None, help="first simulated trading date YYYY-MM-DD (default: today)")
-    ing.add_argument("--days", type=_positive_int, default=1, help="simulated trading days")
-    ing.add_argument("--activity", type=_positive_float, default=1.0, help="simulated trading intensity")
+    ing.add_argument("--frames", type=types.positive_int, default=None, help="stop after N simulated frames (default: no limit)")
+    ing.add_argument("--date", type=types.sim_date, default=None, help="first simulated trading date YYYY-MM-DD (default: today)")
+    ing.add_argument("--days", type=types.positive_int, default=1, help="simulated trading days")
+    ing.add_argument("--activity", type=types.positive_float, default=1.0, help="simulated trading intensity")
     ing.add_argument(
-        "--channels", type=_channels, default=None,
+        "--channels", type=types.channels, default=None,
         help="simulated DataTypes, comma list (default: X-QUOTE,X-TRADE,R,MI,F)",
     )
     ing.add_argument("--futures-naming", choices=("legacy", "krx"), default="legacy", help="VN30 futures codes")
@@ -179,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the MarketSnapshot JSON",
         description="Print the MarketSnapshot JSON (as /api/market/snapshot serves it).",
     )
-    snap.add_argument("--date", type=_session_date, default=None, help="session YYYY-MM-DD (default: the current session)")
+    snap.add_argument("--date", type=types.session_date, default=None, help="session YYYY-MM-DD (default: the current session)")
 
     demo = command(
         "demo",
@@ -192,8 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     demo.add_argument("--host", default="127.0.0.1", help="API bind address")
-    demo.add_argument("--port", type=_port, default=8000, help="API port")
-    demo.add_argument("--speed", type=_speed, default="1", help="simulated seconds per real second ('max' = flat out)")
+    demo.add_argument("--port", type=types.port, default=8000, help="API port")
+    demo.add_argument("--speed", type=types.speed, default="1", help="simulated seconds per real second ('max' = flat out)")
     demo.add_argument("--seed", type=int, default=1, help="simulator seed")
 
     rec = command(
@@ -212,13 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     fake.add_argument("--host", default="127.0.0.1", help="bind address")
-    fake.add_argument("--port", type=_port, default=8900, help="port")
+    fake.add_argument("--port", type=types.port, default=8900, help="port")
     fake.add_argument("--seed", type=int, default=1, help="simulator seed")
-    fake.add_argument("--speed", type=_speed, default="1", help="simulated seconds per real second ('max' = flat out)")
-    fake.add_argument("--activity", type=_positive_float, default=1.0, help="simulated trading intensity")
-    fake.add_argument("--date", type=_sim_date, default=None, help="simulated trading date YYYY-MM-DD (default: today)")
+    fake.add_argument("--speed", type=types.speed, default="1", help="simulated seconds per real second ('max' = flat out)")
+    fake.add_argument("--activity", type=types.positive_float, default=1.0, help="simulated trading intensity")
+    fake.add_argument("--date", type=types.sim_date, default=None, help="simulated trading date YYYY-MM-DD (default: today)")
     fake.add_argument(
-        "--start-time", type=_start_time, default=None, metavar="HH:MM[:SS]",
+        "--start-time", type=types.start_time, default=None, metavar="HH:MM[:SS]",
         help="simulated time of day to start from; the morning before it is skipped (default: the start of the day)",
     )
     fake.add_argument("--futures-naming", choices=("legacy", "krx"), default="legacy", help="VN30 futures codes")
@@ -229,15 +143,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve the REST API and the /ws/market, /ws/foreign, /ws/index channels (Litestar on uvicorn).",
     )
     srv.add_argument("--host", default="127.0.0.1", help="bind address")
-    srv.add_argument("--port", type=_port, default=8000, help="port")
-    srv.add_argument("--workers", type=_positive_int, default=1, help="worker processes")
+    srv.add_argument("--port", type=types.port, default=8000, help="port")
+    srv.add_argument("--workers", type=types.positive_int, default=1, help="worker processes")
 
     rep = command(
         "replay",
         help="rebuild or verify a session from its stream",
         description="Rebuild one session's projections from its stream, or --verify the live ones.",
     )
-    rep.add_argument("--date", type=_session_date, default=None, help="session YYYY-MM-DD (default: the current session)")
+    rep.add_argument("--date", type=types.session_date, default=None, help="session YYYY-MM-DD (default: the current session)")
     rep.add_argument("--verify", action="store_true", help="compare with the live projection; exit 1 on any difference")
 
     arc = sub.add_parser(
@@ -248,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
             "`ingest --file` of the file restores the session exactly."
         ),
     )
-    arc.add_argument("--date", type=_session_date, required=True, help="session YYYY-MM-DD")
+    arc.add_argument("--date", type=types.session_date, required=True, help="session YYYY-MM-DD")
     arc.add_argument(
         "--out", default=None, metavar="FILE",
         help="file to write (default: stock-tracker-DATE.jsonl.gz in ARCHIVE_DIR, else the current directory)",
