@@ -5,7 +5,7 @@ import random
 from typing import TYPE_CHECKING
 
 from app.sim.timetable import T_ATC, T_BREAK, T_CLOSE, T_LO1, T_LO2
-from app.sim.wire import fmt_int
+from app.sim.numbers import fmt_int
 
 if TYPE_CHECKING:
     from app.sim.universe import Instrument

@@ -6,7 +6,8 @@ import random
 from typing import TYPE_CHECKING
 
 from app.sim.timetable import T_BREAK, T_CLOSE, T_LO1, T_LO2, T_OPEN, activity_profile, hnx_session, stock_session
-from app.sim.wire import fmt_2dp, fmt_int, index_template
+from app.sim.numbers import fmt_2dp, fmt_int
+from app.sim.wire import index_template
 
 if TYPE_CHECKING:
     from app.sim.universe import Instrument

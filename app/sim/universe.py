@@ -8,7 +8,7 @@ from typing import Sequence
 from app.sim.ticks import (
     hose_tick, hose_tick_down, hose_tick_up, round_to_tick, unit_tick, unit_tick_down, unit_tick_up,
 )
-from app.sim.wire import INT_TEXT, TENTHS_TEXT
+from app.sim.numbers import INT_TEXT, TENTHS_TEXT
 
 __all__ = ["VN30_SYMBOLS", "INDEX_IDS", "UNIVERSE", "Instrument", "make_stocks",
            "STOCK_EVENTS_PER_S", "FRONT_EVENTS_PER_S", "NEXT_EVENTS_PER_S"]

@@ -9,16 +9,14 @@ import math
 import threading
 import time as _time
 from contextlib import suppress
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from litestar import Request, Response, Router, get, post
 
 from app.sim.fake.channels import spec_text
-from app.sim.fake.rest import fake_of, json_response
-
-if TYPE_CHECKING:
-    from app.sim.fake.rest import TokenIssuer
-    from app.sim.fake.signalr import Connection
+from app.sim.fake.rest import json_response
+from app.sim.fake.state import Connection, fake_of
+from app.sim.fake.tokens import TokenIssuer
 
 __all__ = ["FaultSwitches", "admin_router"]
 
@@ -199,6 +197,7 @@ async def admin_stats(request: Request) -> Response:
         subscriptions={cid: spec_text(c.session.sub) for cid, c in fake._conns.items()},
     )
     return json_response(body)
+
 
 def admin_router() -> Router:
     """The /_fake/* endpoints behind the loopback guard."""

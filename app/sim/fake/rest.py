@@ -1,41 +1,24 @@
 """The fake's REST side: AccessToken, and the Bearer-checked Market endpoints (Securities, IndexComponents, IndexList)."""
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
-import itertools
 import json
 import logging
-import secrets
-import time as _time
-import uuid
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from litestar import Request, Response, get, post
-from litestar.connection import ASGIConnection
 from litestar.enums import MediaType
 
+from app.sim.fake.state import FakeServer, Session, fake_of
 from app.sim.indices import INDEX_EXCHANGES
 from app.sim.universe import INDEX_IDS
 from app.ssi_protocol import ACCESS_TOKEN_PATH, MARKET_PATH
 
-if TYPE_CHECKING:
-    from app.sim.fake.server import FakeFastConnect
-    from app.sim.fake.signalr import Session
-    from app.sim.fake.stats import FakeStats
-
-__all__ = ["TokenIssuer", "REST_HANDLERS", "DENIED", "fake_of", "authorized", "bearer", "json_response", "denied"]
+__all__ = ["REST_HANDLERS", "DENIED", "authorized", "bearer", "json_response", "denied"]
 
 log = logging.getLogger("stock_tracker.fake_ssi")
 
-_JWT_HEADER = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"  # {"alg":"HS256","typ":"JWT"}
 DENIED = "Authorization has been denied for this request."
-
-
-def fake_of(connection: ASGIConnection) -> FakeFastConnect:
-    """The server behind a request or socket (the app carries it in its state)."""
-    return connection.app.state.fake
 
 
 def bearer(headers: Any) -> str | None:
@@ -87,54 +70,6 @@ def _page(params: dict[str, str]) -> tuple[int, int]:
     return index, size
 
 
-class TokenIssuer:
-    """HS256-signed JWT access tokens and their expiry times."""
-
-    def __init__(self, consumer_id: str, ttl_s: float, stats: FakeStats) -> None:
-        self.consumer_id = consumer_id
-        self.ttl_s = ttl_s
-        self.stats = stats
-        self._signing_key = secrets.token_bytes(32)
-        self._tokens: dict[str, float] = {}  # access token -> exp (epoch seconds)
-
-    def issue(self) -> str:
-        wall = _time.time()
-        now = int(wall)
-        # Whole seconds as usual; sub-minute test TTLs keep their fraction (NumericDate allows it).
-        exp: float = int(wall + self.ttl_s) if self.ttl_s >= 60 else round(wall + self.ttl_s, 3)
-        claims = {"sub": self.consumer_id, "iss": "fake-fc-data", "jti": uuid.uuid4().hex,
-                  "iat": now, "nbf": now, "exp": exp}
-        # Some clients decode the payload as standard base64, some as base64url: keep it to
-        # [A-Za-z0-9] so both read it (docs/ssi.md, AccessToken).
-        for n in itertools.count():
-            claims["n"] = n
-            payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
-            if payload.isalnum():
-                break
-        signing_input = f"{_JWT_HEADER}.{payload}"
-        sig = hmac.new(self._signing_key, signing_input.encode(), hashlib.sha256).hexdigest()
-        token = f"{signing_input}.{sig}"
-        if len(self._tokens) > 10_000:
-            self._tokens = {t: exp for t, exp in self._tokens.items() if exp > wall}
-        self._tokens[token] = float(exp)
-        self.stats.tokens_issued += 1
-        return token
-
-    def valid(self, token: str) -> bool:
-        exp = self._tokens.get(token)
-        return exp is not None and _time.time() < exp
-
-    def revoke_all(self) -> int:
-        """Forget every token issued so far; how many there were."""
-        n = len(self._tokens)
-        self._tokens.clear()
-        return n
-
-
-def _b64(raw: bytes) -> str:
-    return base64.b64encode(raw).decode().rstrip("=")
-
-
 @post(ACCESS_TOKEN_PATH, status_code=200)
 async def access_token(request: Request) -> Response:
     fake = fake_of(request)
@@ -173,7 +108,7 @@ async def market(request: Request) -> Response:
         return envelope(None, 0, status="Error", message=str(exc))
 
 
-def index_components(fake: FakeFastConnect, params: dict[str, str]) -> Response:
+def index_components(fake: FakeServer, params: dict[str, str]) -> Response:
     index, size = _page(params)
     code = (params.get("indexcode") or "").strip()
     if code and code.upper() != "VN30":
@@ -189,7 +124,7 @@ def index_components(fake: FakeFastConnect, params: dict[str, str]) -> Response:
     }], 1)
 
 
-def securities(fake: FakeFastConnect, params: dict[str, str]) -> Response:
+def securities(fake: FakeServer, params: dict[str, str]) -> Response:
     index, size = _page(params)
     market_id = (params.get("market") or "").strip().upper()
     rows = [{"Market": "HOSE", "Symbol": s, "StockName": s, "StockEnName": s} for s in fake.sim.symbols]
@@ -200,7 +135,7 @@ def securities(fake: FakeFastConnect, params: dict[str, str]) -> Response:
     return envelope(rows[(index - 1) * size: index * size], len(rows))
 
 
-def index_list(fake: FakeFastConnect, params: dict[str, str]) -> Response:
+def index_list(fake: FakeServer, params: dict[str, str]) -> Response:
     index, size = _page(params)
     exchange = (params.get("exchange") or "").strip().upper()
     rows = [{"IndexCode": i, "IndexName": i, "Exchange": INDEX_EXCHANGES.get(i, "HOSE")} for i in INDEX_IDS]
@@ -210,7 +145,7 @@ def index_list(fake: FakeFastConnect, params: dict[str, str]) -> Response:
 
 
 # Market/{endpoint} by lower-cased name (ASP.NET routes ignore case).
-_ENDPOINTS: dict[str, Callable[[FakeFastConnect, dict[str, str]], Response]] = {
+_ENDPOINTS: dict[str, Callable[[FakeServer, dict[str, str]], Response]] = {
     "indexcomponents": index_components,
     "securities": securities,
     "indexlist": index_list,

@@ -23,8 +23,10 @@ from litestar import Litestar
 from litestar.datastructures import State
 
 from app.sim.fake.faults import FaultSwitches, admin_router
-from app.sim.fake.rest import REST_HANDLERS, TokenIssuer
-from app.sim.fake.signalr import SIGNALR_HANDLERS, Connection, Session, broadcast_text
+from app.sim.fake.rest import REST_HANDLERS
+from app.sim.fake.signalr import SIGNALR_HANDLERS, broadcast_text
+from app.sim.fake.state import Connection, Session
+from app.sim.fake.tokens import TokenIssuer
 from app.sim.fake.stats import FakeStats
 from app.sim.market import MarketSimulator
 from app.sim.timetable import VN_TZ

@@ -13,23 +13,18 @@ import json
 import logging
 import secrets
 import uuid
-from collections import deque
 from contextlib import suppress
-from typing import TYPE_CHECKING
 
 import orjson
 from litestar import Request, Response, WebSocket, route, websocket
 from litestar.enums import HttpMethod, MediaType
 
 from app.sim.fake.channels import parse_channels, spec_text
-from app.sim.fake.rest import DENIED, authorized, bearer, denied, fake_of, json_response
-from app.sim.fake.stats import SentRecord
+from app.sim.fake.rest import DENIED, authorized, bearer, denied, json_response
+from app.sim.fake.state import Connection, FakeServer, Session, fake_of
 from app.ssi_protocol import BROADCAST, HUB, SIGNALR_PATH, SWITCH_CHANNELS
 
-if TYPE_CHECKING:
-    from app.sim.fake.server import FakeFastConnect
-
-__all__ = ["Session", "Connection", "SIGNALR_HANDLERS", "broadcast_text", "cursor", "serve_socket"]
+__all__ = ["SIGNALR_HANDLERS", "broadcast_text", "cursor", "serve_socket"]
 
 log = logging.getLogger("stock_tracker.fake_ssi")
 
@@ -46,54 +41,6 @@ def broadcast_text(frame: str) -> str:
 def cursor(cursor_id: str, seq: int) -> str:
     """The message id (``C``) SignalR clients echo back on reconnect."""
     return f"d-{cursor_id}-B,{seq}|C,0|D,1"
-
-
-class Session:
-    """What negotiate hands out: survives its sockets so /reconnect keeps the subscription."""
-
-    __slots__ = ("id", "token", "bearer", "protocol", "sub", "conn")
-
-    def __init__(self, token: str, bearer: str, protocol: str) -> None:
-        self.id = str(uuid.uuid4())
-        self.token = token
-        self.bearer = bearer
-        self.protocol = protocol
-        self.sub: dict[str, frozenset[str] | None] = {}
-        self.conn: Connection | None = None
-
-
-class Connection:
-    """One open WebSocket: an ordered outbox (only market frames may be dropped)."""
-
-    __slots__ = ("session", "socket", "out", "queued", "wake", "done", "close_mode", "last_send",
-                 "overflowing", "dropped", "sent", "reconnect", "peer", "record")
-
-    def __init__(self, session: Session, socket: WebSocket, reconnect: bool) -> None:
-        self.session = session
-        self.socket = socket
-        # Items are (seq, text, frame): seq > 0 for Broadcast invocations (frame: the string
-        # they carry, for the digest), 0 for ready-made messages.
-        self.out: deque[tuple[int, str, str | None]] = deque()
-        self.queued = 0  # Broadcast items in ``out``
-        self.wake = asyncio.Event()
-        self.done = asyncio.Event()
-        self.close_mode: tuple[int, str] | None = None  # None: client left; code 0: abrupt
-        self.last_send = 0.0
-        self.overflowing = False
-        self.dropped = 0
-        self.sent = 0
-        self.reconnect = reconnect
-        self.peer = ""
-        self.record = SentRecord(session.id)
-
-    def push(self, text: str) -> None:
-        self.out.append((0, text, None))
-        self.wake.set()
-
-    def end(self, code: int, reason: str) -> None:
-        if not self.done.is_set():
-            self.close_mode = (code, reason)
-            self.done.set()
 
 
 def _protocol(raw: str | None) -> str:
@@ -119,7 +66,7 @@ def _hubs_ok(connection_data: str | None) -> bool:
         return False
 
 
-async def _sender(fake: FakeFastConnect, conn: Connection) -> None:
+async def _sender(fake: FakeServer, conn: Connection) -> None:
     loop = asyncio.get_running_loop()
     send = conn.socket.send
     stats = fake.stats
@@ -173,7 +120,7 @@ async def _sender(fake: FakeFastConnect, conn: Connection) -> None:
         conn.done.set()
 
 
-async def _receiver(fake: FakeFastConnect, conn: Connection) -> None:
+async def _receiver(fake: FakeServer, conn: Connection) -> None:
     try:
         while True:
             message = await conn.socket.receive()
@@ -193,7 +140,7 @@ async def _receiver(fake: FakeFastConnect, conn: Connection) -> None:
         conn.done.set()
 
 
-def _on_client_message(fake: FakeFastConnect, conn: Connection, text: str) -> None:
+def _on_client_message(fake: FakeServer, conn: Connection, text: str) -> None:
     try:
         msg = json.loads(text)
     except ValueError:
@@ -247,7 +194,7 @@ async def _deny(socket: WebSocket, status: int, message: str) -> None:
         await socket.close(code=1008, reason=message[:120])
 
 
-async def serve_socket(fake: FakeFastConnect, socket: WebSocket, reconnect: bool) -> None:
+async def serve_socket(fake: FakeServer, socket: WebSocket, reconnect: bool) -> None:
     q = socket.query_params
     session = fake._sessions.get(q.get("connectionToken") or "")
     token = bearer(socket.headers) or (session.bearer if session else None)
