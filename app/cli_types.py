@@ -11,46 +11,38 @@ from datetime import date, time as time_of_day
 from app.clock import parse_session_date
 
 
+def _number(text: str, cast, ok, wanted: str):
+    """``cast(text)`` when ``ok`` says it is acceptable, else the one-line complaint."""
+    try:
+        value = cast(text)
+    except ValueError:
+        value = None
+    if value is None or not ok(value):
+        raise argparse.ArgumentTypeError(f"must be {wanted}, got {text!r}")
+    return value
+
+
+def _positive(value: float) -> bool:
+    return math.isfinite(value) and value > 0
+
+
 def speed(text: str) -> float:
+    """Simulated seconds per real second; 'max' (or 0) = as fast as possible."""
     if text in ("max", "0"):
         return 0.0
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a number > 0 or 'max', got {text!r}")
-    return value
+    return _number(text, float, _positive, "a number > 0 or 'max'")
 
 
 def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
-    return value
+    return _number(text, int, lambda v: v >= 1, "a whole number >= 1")
 
 
 def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
-    return value
+    return _number(text, float, _positive, "a number > 0")
 
 
 def port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a port number 1-65535, got {text!r}")
-    return value
+    return _number(text, int, lambda v: 1 <= v <= 65535, "a port number 1-65535")
 
 
 def session_date(text: str) -> str:
