@@ -185,13 +185,15 @@ async def test_a_burst_of_notices_gives_at_most_two_pushes_with_the_final_state(
                     pipe.hset(keys.entity("index", "VN30"), "value", repr(float(i)))
                     pipe.publish(K.NOTIFY, notice)
                 await pipe.execute()
-            assert loop.time() - started < 0.1
+            # The burst spans this many throttle windows (one on an idle machine); each may
+            # end in one push, plus the first one at once.
+            windows = int((loop.time() - started) / 0.1)
             received = []
             with pytest.raises(asyncio.TimeoutError):
                 async with asyncio.timeout(0.6):
                     while True:
                         received.append((await recv_json(ws))["VN30"]["value"])
-            assert 1 <= len(received) <= 2
+            assert 1 <= len(received) <= 2 + windows
             assert received[-1] == 1000.0
 
 
