@@ -9,7 +9,7 @@ import msgspec
 from app.ssi_protocol import DEFAULT_STREAM_URL, DEFAULT_URL
 
 
-_SECRET_FIELDS = ("ssi_consumer_secret", "ws_token")
+_SECRET_FIELDS = ("ssi_consumer_secret", "ws_token", "api_tokens", "api_jwt_secret")
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
@@ -28,7 +28,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     projector_lease_ms: int = 10_000
     ingest_max_batch: int = 1000
     ws_throttle_ms: int = 100
-    ws_token: str = ""
+    ws_token: str = ""  # one more static token (the seed's name), for REST and WebSockets alike
+    api_tokens: str = ""  # comma-separated static tokens; any credential set makes auth required
+    api_jwt_secret: str = ""  # HS256 key of the JWTs (with exp) the operator's backend issues
     ws_max_per_ip: int = 10
     ws_heartbeat_s: float = 30.0
     ws_send_timeout_s: float = 5.0

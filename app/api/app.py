@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from app.api.auth import Verifier
 from app.api.cache import ClosedSessionCache
 from app.api.deps import DEPENDENCIES
 from app.api.feed import feed_status
@@ -87,7 +88,7 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
         ],
         lifespan=[lifespan],
         state=State({
-            "settings": settings, "limiter": IpLimiter(settings.ws_max_per_ip), "closed_cache": ClosedSessionCache(),
+            "settings": settings, "verifier": Verifier.from_settings(settings), "limiter": IpLimiter(settings.ws_max_per_ip), "closed_cache": ClosedSessionCache(),
         }),
         dependencies=DEPENDENCIES,
         exception_handlers={RedisConnectionError: _store_unavailable, RedisTimeoutError: _store_unavailable},

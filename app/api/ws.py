@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from collections import Counter
 
 from litestar import WebSocket, websocket
 
+from app.api.auth import admit_websocket
 from app.api.hub import Client, Hub
 
 log = logging.getLogger("stock_tracker.ws")
 
-CLOSE_POLICY = 1008  # missing or wrong token
 CLOSE_TOO_BIG = 1009  # a client message over WS_MAX_MESSAGE_BYTES
 CLOSE_TRY_LATER = 1013  # too many connections from this IP
 
@@ -41,12 +40,8 @@ async def serve_channel(socket: WebSocket, channel: str) -> None:
     """Authenticate, admit, then push the channel until either side goes away."""
     state = socket.app.state
     settings, hub, limiter = state.settings, state.hub, state.limiter
-    await socket.accept()
-    if settings.ws_token:
-        given = (socket.query_params.get("token") or "").encode()
-        if not hmac.compare_digest(given, settings.ws_token.encode()):
-            await socket.close(code=CLOSE_POLICY, reason="missing or invalid token")
-            return
+    if not await admit_websocket(socket, state.verifier):
+        return
     ip = socket.client.host if socket.client else "unknown"
     if not limiter.acquire(ip):
         await socket.close(code=CLOSE_TRY_LATER, reason="too many connections from this address")
