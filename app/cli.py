@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="simulated DataTypes, comma list (default: X-QUOTE,X-TRADE,R,MI,F)",
     )
     ing.add_argument("--futures-naming", choices=("legacy", "krx"), default="legacy", help="VN30 futures codes")
+    ing.add_argument("--universe", type=types.universe, default="vn30", metavar="vn30|hose|hnx|upcom|all",
+                     help="simulated stocks: the VN30 (vn30), one board (hose, hnx, upcom) or the full market (all)")
 
     proj = command(
         "project",
@@ -109,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=types.port, default=8000, help="API port")
     demo.add_argument("--speed", type=types.speed, default="1", help="simulated seconds per real second ('max' = flat out)")
     demo.add_argument("--seed", type=int, default=1, help="simulator seed")
+    demo.add_argument("--universe", type=types.universe, default="vn30", metavar="vn30|hose|hnx|upcom|all",
+                      help="simulated stocks: the VN30 (vn30), one board (hose, hnx, upcom) or the full market (all); "
+                           "beyond vn30 the feed client subscribes ALL")
 
     rec = command(
         "record",
@@ -136,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="simulated time of day to start from; the morning before it is skipped (default: the start of the day)",
     )
     fake.add_argument("--futures-naming", choices=("legacy", "krx"), default="legacy", help="VN30 futures codes")
+    fake.add_argument("--universe", type=types.universe, default="vn30", metavar="vn30|hose|hnx|upcom|all",
+                      help="simulated stocks: the VN30 (vn30), one board (hose, hnx, upcom) or the full market (all)")
 
     srv = command(
         "serve",
@@ -294,7 +301,8 @@ async def _replay(args: argparse.Namespace, settings: Settings) -> int:
 async def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from app.demo import run_demo
 
-    await run_demo(settings, host=args.host, port=args.port, speed=args.speed or 1000.0, seed=args.seed)
+    await run_demo(settings, host=args.host, port=args.port, speed=args.speed or 1000.0, seed=args.seed,
+                   universe=args.universe)
     return 0
 
 
@@ -318,7 +326,7 @@ async def _fake_ssi(args: argparse.Namespace, settings: Settings) -> int:
     check_port(args.host, args.port)
     await serve_fake(
         args.host, args.port, seed=args.seed, speed=args.speed, activity=args.activity,
-        start=args.date, futures_naming=args.futures_naming, open_at=args.start_time,
+        start=args.date, futures_naming=args.futures_naming, open_at=args.start_time, universe=args.universe,
     )
     return 0
 

@@ -84,3 +84,12 @@ def channels(text: str) -> str:
             f"unknown channels {', '.join(unknown) or '(none given)'}; choose from {','.join(sorted(ALL_CHANNELS))}"
         )
     return ",".join(channels)
+
+
+def universe(text: str) -> str:
+    from app.sim.universe import UNIVERSES
+
+    name = text.strip().lower()
+    if name not in UNIVERSES:
+        raise argparse.ArgumentTypeError(f"must be one of {', '.join(UNIVERSES)}, got {text!r}")
+    return name

@@ -36,7 +36,7 @@ from app.contracts import FeedStatus
 from app.errors import UserError
 from app.ingest.demo_clock import DemoPlan, SimClock, plan
 from app.sim.fake import FakeFastConnect, parse_channels
-from app.ingest.live import channels_for, run_live
+from app.ingest.live import ALL_MARKET_CHANNELS, channels_for, run_live
 from app.sim import ALL_CHANNELS, VN30_SYMBOLS, MarketSimulator, SimEvent
 from app.ingest.writer import StreamWriter, now_ms
 from app.projections import worker
@@ -186,23 +186,26 @@ async def _announce_caught_up(redis: Redis, demo: Demo, started: float) -> None:
 async def start_demo(
     settings: Settings, redis: Redis, sock: socket.socket, *, speed: float = 1.0, seed: int = 1,
     clock: Callable[[], datetime] = now_vn, planner: Callable[[datetime], DemoPlan] = plan,
-    stop: asyncio.Event | None = None,
+    stop: asyncio.Event | None = None, universe: str = "vn30",
 ) -> AsyncIterator[Demo]:
     """Start the demo on ``redis``, its API on ``sock``; everything stops on exit or ``stop``.
 
-    When ``stop`` is set during the catch-up, the live part is not started.
+    When ``stop`` is set during the catch-up, the live part is not started. Beyond the
+    vn30 ``universe`` our feed client subscribes ALL (unless SSI_CHANNELS says otherwise).
     """
     started = time.perf_counter()
     the_plan = planner(clock())
     host, port = sock.getsockname()[:2]
     demo = Demo(the_plan, f"http://{host}:{port}/", stop or asyncio.Event())
     settings = msgspec.structs.replace(settings, projector_batch=max(settings.projector_batch, PROJECTOR_BATCH))
+    if universe != "vn30" and not settings.ssi_channels:
+        settings = msgspec.structs.replace(settings, ssi_channels=";".join(ALL_MARKET_CHANNELS))
     log.info("event=demo_plan now=%s simulated_date=%s simulated_from=%s reason=%s speed=%s",
              clock().isoformat(timespec="seconds"), the_plan.date, the_plan.start, the_plan.reason, speed)
     # The fake lists the simulator's symbols as the VN30: what our client will subscribe.
     wanted = subscription(await channels_for(settings, list(VN30_SYMBOLS), the_plan.start_at))
     sim = MarketSimulator(seed=seed, start=the_plan.date, days=1, channels=wanted.channels,  # type: ignore[attr-defined]
-                          futures_naming=settings.futures_naming)
+                          futures_naming=settings.futures_naming, universe=universe)
     simulation = Simulation(sim_date=the_plan.date.isoformat(), sim_from=the_plan.start.isoformat(), speed=speed)
     async with redis.pipeline(transaction=True) as pipe:
         pipe.hdel(K.FEED_STATUS, "gaps")
@@ -261,7 +264,7 @@ async def start_demo(
 
 
 async def run_demo(settings: Settings, host: str = "127.0.0.1", port: int = 8000, speed: float = 1.0,
-                   seed: int = 1, clock: Callable[[], datetime] = now_vn) -> None:
+                   seed: int = 1, clock: Callable[[], datetime] = now_vn, universe: str = "vn30") -> None:
     """Run everything until Ctrl-C (or a part fails)."""
     sock = listen(host, port)  # before anything starts: a busy port is all there is to say
     stop = asyncio.Event()
@@ -270,7 +273,8 @@ async def run_demo(settings: Settings, host: str = "127.0.0.1", port: int = 8000
         loop.add_signal_handler(sig, stop.set)
     try:
         async with open_redis(settings, embedded=True) as redis, \
-                start_demo(settings, redis, sock, speed=speed, seed=seed, clock=clock, stop=stop) as demo:
+                start_demo(settings, redis, sock, speed=speed, seed=seed, clock=clock, stop=stop,
+                           universe=universe) as demo:
             stopped = asyncio.ensure_future(stop.wait())
             try:
                 done, _ = await asyncio.wait([*demo.tasks, stopped], return_when=asyncio.FIRST_COMPLETED)

@@ -294,6 +294,16 @@ def test_simulate_refuses_bad_option_values(option, value, message):
     assert message in line and repr(value) in line or "unknown channels" in line
 
 
+@pytest.mark.parametrize("command", [["ingest", "--simulate"], ["fake-ssi"], ["demo"]])
+def test_universe_option_parses_and_refuses_an_unknown_one(command):
+    parser = build_parser()
+    assert parser.parse_args(command).universe == "vn30"
+    for name in ("vn30", "hose", "hnx", "upcom", "all"):
+        assert parser.parse_args([*command, "--universe", name.upper()]).universe == name
+    line = usage_error(run_cli(*command, "--universe", "nyse", env=cli_env(closed_url())), "--universe")
+    assert "must be one of vn30, hose, hnx, upcom, all, got 'nyse'" in line
+
+
 @pytest.mark.parametrize("value", ["25:00", "10", "noon", "10:61"])
 def test_fake_ssi_refuses_a_bad_start_time(value):
     line = usage_error(run_cli("fake-ssi", "--start-time", value, env=cli_env(closed_url())), "--start-time")

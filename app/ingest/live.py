@@ -42,6 +42,8 @@ from app.store import wait_for_redis
 log = logging.getLogger("stock_tracker.live")
 
 INDICES = ("VNINDEX", "VN30", "HNXIndex")
+# The whole market: every stock, future and index (SSI_CHANNELS="X-QUOTE:ALL;X-TRADE:ALL;R:ALL;MI:ALL").
+ALL_MARKET_CHANNELS = ("X-QUOTE:ALL", "X-TRADE:ALL", "R:ALL", "MI:ALL")
 QUEUE_BOUND = 200_000  # frames; when full the socket is read more slowly, nothing is dropped
 
 

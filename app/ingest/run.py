@@ -104,6 +104,7 @@ async def ingest_simulated(
         channels=channels,
         futures_naming=args.futures_naming,
         activity=args.activity,
+        universe=args.universe,
     )
     return await run_simulator(redis, settings, sim, args.speed, args.frames, writer=writer)
 

@@ -5,11 +5,10 @@ import math
 import random
 from typing import TYPE_CHECKING
 
-from app.sim.ticks import round_to_tick
-from app.sim.timetable import T_ATC, T_LO1, futures_session, stock_session
+from app.sim.timetable import T_ATC, T_LO1
 
 if TYPE_CHECKING:
-    from app.sim.universe import Instrument
+    from app.sim.instrument import Instrument
 
 
 class Auctions:
@@ -30,7 +29,7 @@ class Auctions:
         if ins.is_stock:
             prog = max(0.0, (self.second - T_LO1) / (T_ATC - T_LO1))
             fv = ins.ref * math.exp(ins.beta * self.market_return + ins.idio_return + ins.day_drift * prog)
-            p = round_to_tick(fv)
+            p = ins.round(fv)
         else:
             ins.basis += 0.01 * (ins.basis_mean - ins.basis)
             p = int(round((self.vn30_value() + ins.basis) * 10))
@@ -42,8 +41,7 @@ class Auctions:
             step = ins.tick_up if target > ins.est_price else ins.tick_down
             ins.est_price = step(ins.est_price) if rng.random() < 0.7 else target
         self._auction_book(ins, rng)
-        sess = stock_session(self.second) if ins.is_stock else futures_session(self.second)
-        self._publish_book(ins, sess, ins.price_text[ins.est_price])
+        self._publish_book(ins, ins.session(self.second), ins.price_text[ins.est_price])
 
     def _start_auction(self, insts: list[Instrument], session: str, rng: random.Random) -> None:
         for ins in insts:
@@ -58,7 +56,7 @@ class Auctions:
         """Auction match: many fills at one price, all stamped with the auction time."""
         price = ins.est_price = min(ins.ceiling, max(ins.floor, ins.est_price))
         k = rng.randint(15, 60) if ins.is_stock else rng.randint(5, 25)
-        n = max(1, int(k * self.activity + rng.random()))
+        n = max(1, int(k * self.activity * ins.auction_fills + rng.random()))
         est = ins.price_text[price]
         bump = 1.2 if session == "ATC" else 0.8
         for _ in range(n):

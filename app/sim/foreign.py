@@ -4,11 +4,11 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING
 
-from app.sim.timetable import T_ATC, T_BREAK, T_CLOSE, T_LO1, T_LO2
+from app.sim.timetable import T_ATC, T_BREAK, T_LO1, T_LO2
 from app.sim.numbers import fmt_int
 
 if TYPE_CHECKING:
-    from app.sim.universe import Instrument
+    from app.sim.instrument import Instrument
 
 
 class ForeignFlow:
@@ -39,15 +39,17 @@ class ForeignFlow:
             ins.holding += ins.foreign_buy - ins.foreign_sell
 
     def _room_tick(self, s: int, due: list[Instrument], rng: random.Random) -> None:
-        final = s == T_CLOSE
-        insts = self.stocks if final else due
-        if not final:
-            for ins in due:
-                nxt = s + rng.randint(3, 60)
-                if T_BREAK <= nxt < T_LO2:
-                    nxt += T_LO2 - T_BREAK
-                if nxt < T_ATC:
-                    self.room_due.setdefault(nxt, []).append(ins)
+        """R snapshots of the stocks due at ``s``, and when each is due next."""
+        for ins in due:
+            nxt = s + int(rng.randint(3, 60) * ins.room_every)
+            if T_BREAK <= nxt < T_LO2:
+                nxt += T_LO2 - T_BREAK
+            # Snapshots stop with continuous trading; the closing one comes from _room_snapshots.
+            if nxt < (T_ATC if ins.board.closing_auction else ins.board.closes_at):
+                self.room_due.setdefault(nxt, []).append(ins)
+        self._room_snapshots(due)
+
+    def _room_snapshots(self, insts: list[Instrument]) -> None:
         if not (self.live and self.wants_room):
             return
         t = self.time_text
@@ -56,4 +58,3 @@ class ForeignFlow:
             room = ins.total_room - ins.holding - ins.foreign_buy + ins.foreign_sell
             self._emit("R", ins.symbol, ins.room_tpl % (
                 t, fmt_int(room), fmt_int(ins.foreign_buy), fmt_int(ins.foreign_sell), fmt_int(ins.foreign_buy * px), fmt_int(ins.foreign_sell * px)))
-

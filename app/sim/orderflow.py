@@ -8,21 +8,18 @@ from typing import TYPE_CHECKING
 from app.sim.timetable import T_ATC, T_LO1
 
 if TYPE_CHECKING:
-    from app.sim.universe import Instrument
+    from app.sim.instrument import Instrument
 
 
 class OrderFlow:
     """Mixin of the day run: one random event at a time moves an instrument's book.
 
-    Uses the run's market factor (``market_return``, ``second``, ``vn30_value``), its
-    basket tally (indices), foreign flow and the frame writer.
+    Uses the run's market factor (``market_return``, ``second``, ``vn30_value``), the
+    stocks' index tallies, foreign flow and the frame writer.
     """
 
     second: int
     market_return: float
-    basket: float
-    vn30_qty: int
-    vn30_val: int
 
     # ---- fills ---------------------------------------------------------------
 
@@ -40,10 +37,12 @@ class OrderFlow:
             ins.low = price
         ins.trade_text_stale = True
         if ins.is_stock:
-            # The VN30 basket and its turnover move with every stock print.
-            self.basket += ins.index_weight * (price - old)
-            self.vn30_qty += vol
-            self.vn30_val += price * vol
+            # Its indices' baskets and turnover move with every stock print.
+            move = price - old
+            for tally, weight in ins.indices:
+                tally.basket += weight * move
+                tally.qty += vol
+                tally.val += price * vol
             self._foreign_fill(ins, vol, rng)
         self._print_trade(ins, price, vol, side, session, est)
 
@@ -52,7 +51,8 @@ class OrderFlow:
     def _fair_value(self, ins: Instrument, rng: random.Random) -> float:
         if ins.is_stock:
             ins.idio_return += ins.sigma * rng.gauss(0.0, 1.0)
-            prog = (self.second - T_LO1) / (T_ATC - T_LO1)
+            # HNX and UPCOM trade before 09:15: the day's drift starts from there.
+            prog = max(0.0, (self.second - T_LO1) / (T_ATC - T_LO1))
             return ins.ref * math.exp(ins.beta * self.market_return + ins.idio_return + ins.day_drift * prog)
         # Futures track the live VN30 value plus a slowly mean-reverting basis.
         ins.basis += 0.01 * (ins.basis_mean - ins.basis) + ins.sigma * rng.gauss(0.0, 1.0)

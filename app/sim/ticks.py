@@ -1,4 +1,5 @@
-"""Price grids: HOSE tick table, price bands and rounding (docs/ssi.md, Tick sizes, price bands and lots)."""
+"""Price grids: HOSE's tick table, HNX/UPCOM's flat 100 VND tick, price bands and rounding
+(docs/ssi.md, Tick sizes, price bands and lots)."""
 from __future__ import annotations
 
 from typing import Callable
@@ -6,6 +7,7 @@ from typing import Callable
 __all__ = [
     "hose_tick", "hose_tick_up", "hose_tick_down", "round_to_tick", "price_limits",
     "unit_tick", "unit_tick_up", "unit_tick_down",
+    "flat_tick", "flat_tick_up", "flat_tick_down", "round_to_flat_tick",
 ]
 
 
@@ -48,6 +50,25 @@ def price_limits(ref: int, band_pct: int = 7, tick: Callable[[int], int] = hose_
     if lo >= ref:
         lo = ref - tick(ref - 1)
     return hi, lo
+
+
+# HNX and UPCOM stocks: 100 VND at every price level.
+
+def flat_tick(_price: int) -> int:
+    return 100
+
+
+def flat_tick_up(price: int) -> int:
+    return price + 100
+
+
+def flat_tick_down(price: int) -> int:
+    return price - 100
+
+
+def round_to_flat_tick(price: float) -> int:
+    """Nearest valid HNX / UPCOM price (never below one tick)."""
+    return max(100, int(round(price / 100)) * 100)
 
 
 # Futures prices are kept in tenths of an index point, so their tick is one unit.

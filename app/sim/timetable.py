@@ -1,4 +1,10 @@
-"""The trading day by second after midnight (Vietnam time): session phases and intraday activity."""
+"""The trading day by second after midnight (Vietnam time): each board's session phases and intraday activity.
+
+HOSE: ATO 09:00-09:15, LO to 11:30, break, LO 13:00-14:30, ATC to 14:45, closed.
+HNX: LO from 09:00 (no ATO), the same break and ATC, then PLO at the closing price to 15:00.
+UPCOM: LO 09:00-11:30 and 13:00-15:00, no auctions. Futures: ATO 08:45-09:00, then as HNX
+without the PLO.
+"""
 from __future__ import annotations
 
 from datetime import date, timedelta
@@ -6,7 +12,8 @@ from zoneinfo import ZoneInfo
 
 __all__ = [
     "VN_TZ", "T_FUT_ATO", "T_OPEN", "T_LO1", "T_BREAK", "T_LO2", "T_ATC", "T_CLOSE", "T_MARKER",
-    "LO_SECONDS", "stock_session", "futures_session", "hnx_session", "activity_profile", "next_weekday",
+    "LO_SECONDS", "stock_session", "futures_session", "hnx_session", "hnx_board_session", "upcom_session",
+    "activity_profile", "next_weekday",
 ]
 
 VN_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -23,7 +30,7 @@ T_BREAK = _hms(11, 30)
 T_LO2 = _hms(13, 0)
 T_ATC = _hms(14, 30)  # closing auction
 T_CLOSE = _hms(14, 45)
-T_MARKER = _hms(15, 0)  # the CLOSE marker event
+T_MARKER = _hms(15, 0)  # HNX's PLO and UPCOM end; the CLOSE marker event
 
 # Seconds of continuous stock trading, used to scale per-event volatility.
 LO_SECONDS = (T_BREAK - T_LO1) + (T_ATC - T_LO2)
@@ -43,6 +50,7 @@ def futures_session(s: int) -> str:
 
 
 def hnx_session(s: int) -> str:
+    """Continuous from 09:00, ATC 14:30-14:45 (HNX without its PLO, and the futures after 09:00)."""
     if s < T_OPEN:
         return "C"
     if s < T_BREAK:
@@ -54,6 +62,22 @@ def hnx_session(s: int) -> str:
     if s < T_CLOSE:
         return "ATC"
     return "C"
+
+
+def hnx_board_session(s: int) -> str:
+    """An HNX stock's session: after the ATC, PLO (orders at the closing price) until 15:00."""
+    if T_CLOSE <= s < T_MARKER:
+        return "PLO"
+    return hnx_session(s)
+
+
+def upcom_session(s: int) -> str:
+    """UPCOM: continuous trading only, 09:00-11:30 and 13:00-15:00."""
+    if s < T_OPEN or s >= T_MARKER:
+        return "C"
+    if T_BREAK <= s < T_LO2:
+        return "BREAK"
+    return "LO"
 
 
 # Intraday activity: busy after the open and into the close, quiet before lunch.

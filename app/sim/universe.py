@@ -1,16 +1,23 @@
-"""The simulated universe: VN30 stocks with their prices and liquidity, the indices, and Instrument."""
+"""The simulated universe: which stocks are listed where, with their static data, and the indices.
+
+``vn30`` is the VN30 basket alone (the rest of the market is only sampled into the
+indices); ``hose``, ``hnx``, ``upcom`` and ``all`` list every stock of those boards:
+about 400 on HOSE (the VN30 among them), 300 on HNX and 900 on UPCOM. Apart from the
+VN30 the names are made up: three letters, the same for every seed and universe.
+Liquidity is skewed as on the real boards: a stock's share of its board's events
+falls with its rank like a Zipf law, so a few names trade most.
+"""
 from __future__ import annotations
 
 import math
 import random
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
-from app.sim.ticks import (
-    hose_tick, hose_tick_down, hose_tick_up, round_to_tick, unit_tick, unit_tick_down, unit_tick_up,
-)
-from app.sim.numbers import INT_TEXT, TENTHS_TEXT
+from app.sim.exchanges import HNX, HOSE, UPCOM, Exchange
+from app.sim.instrument import Instrument
+from app.sim.ticks import round_to_tick
 
-__all__ = ["VN30_SYMBOLS", "INDEX_IDS", "UNIVERSE", "Instrument", "make_stocks",
+__all__ = ["VN30_SYMBOLS", "INDEX_IDS", "UNIVERSES", "VN30_DATA", "Universe", "make_stocks", "make_universe",
            "STOCK_EVENTS_PER_S", "FRONT_EVENTS_PER_S", "NEXT_EVENTS_PER_S"]
 
 VN30_SYMBOLS: tuple[str, ...] = (
@@ -18,11 +25,12 @@ VN30_SYMBOLS: tuple[str, ...] = (
     "LPB", "MBB", "MSN", "MWG", "PLX", "SAB", "SHB", "SSB", "SSI", "STB",
     "TCB", "TPB", "VCB", "VHM", "VIB", "VIC", "VJC", "VNM", "VPB", "VRE",
 )
-INDEX_IDS = ("VNINDEX", "VN30", "HNXIndex")
+INDEX_IDS = ("VNINDEX", "VN30", "HNXIndex")  # the vn30 universe's indices
+UNIVERSES = ("vn30", "hose", "hnx", "upcom", "all")
 
 # symbol: (typical price VND, listed shares in millions, foreign ownership limit,
 #          VN30 weight %, liquidity)
-UNIVERSE = {
+VN30_DATA = {
     "ACB": (25_000, 4_467, 0.30, 4.0, 2.5),
     "BCM": (62_000, 1_035, 0.49, 1.0, 0.4),
     "BID": (38_000, 7_021, 0.30, 2.5, 1.2),
@@ -62,76 +70,14 @@ FRONT_EVENTS_PER_S = 10.0
 NEXT_EVENTS_PER_S = 0.6
 
 
-class Instrument:
-    """One tradable instrument's static data and live book/trade state.
-
-    Stock prices are VND; futures prices are tenths of an index point. Books are
-    lists of ``[price, volume]`` levels, best first.
-    """
-
-    __slots__ = (
-        # what it is and its price grid
-        "symbol", "is_stock", "exchange", "market", "depth", "lot", "tick", "tick_up", "tick_down",
-        "price_text",  # price -> frame text cache (integral VND or tenths)
-        # the day's limits and book
-        "ref", "ceiling", "floor", "bids", "asks",
-        "est_price",  # the auction's estimated match price
-        # the day's trading so far
-        "last", "last_vol", "open", "high", "low", "total_vol", "total_val",
-        "trade_text", "trade_text_stale",  # cached X-frame trade fields
-        # price dynamics
-        "event_rate",  # events per second in continuous trading
-        "index_weight", "beta", "idio_return", "sigma", "day_drift",
-        "level_size_mu", "trade_size_mu",  # log-normal means of book level and order sizes
-        "basis", "basis_mean",  # futures: premium over VN30 and what it reverts to
-        # foreign room
-        "total_room", "holding", "foreign_buy", "foreign_sell",
-        "p_foreign_buy", "p_foreign_sell",  # chance a fill has a foreign buyer / seller
-        # the day's frame templates
-        "quote_tpl", "trade_tpl", "snapshot_tpl", "room_tpl", "status_tpl", "bar_tpl", "ref_text",
-    )
-
-    def __init__(self, sym: str, stock: bool) -> None:
-        self.symbol = sym
-        self.is_stock = stock
-        if stock:
-            self.depth, self.lot, self.price_text = 3, 100, INT_TEXT
-            self.tick, self.tick_up, self.tick_down = hose_tick, hose_tick_up, hose_tick_down
-            self.exchange = self.market = "HOSE"
-        else:
-            self.depth, self.lot, self.price_text = 10, 1, TENTHS_TEXT
-            self.tick, self.tick_up, self.tick_down = unit_tick, unit_tick_up, unit_tick_down
-            self.exchange, self.market = "DERIVATIVES", "DER"
-        self.event_rate = 0.0
-        self.ref = self.ceiling = self.floor = 0
-        self.index_weight = self.beta = self.idio_return = self.sigma = self.day_drift = 0.0
-        self.level_size_mu = self.trade_size_mu = 0.0
-        self.total_room = self.holding = 0
-        self.p_foreign_buy = self.p_foreign_sell = 0.0
-        self.basis = self.basis_mean = 0.0
-        self.new_day(0)
-
-    def new_day(self, ref: int) -> None:
-        self.ref = ref
-        self.bids: list[list[int]] = []
-        self.asks: list[list[int]] = []
-        self.last = self.last_vol = self.open = self.high = self.low = 0
-        self.total_vol = self.total_val = 0
-        self.est_price = ref
-        self.trade_text_stale = True
-        self.trade_text: tuple[str, ...] = ()
-        self.foreign_buy = self.foreign_sell = 0
-        self.idio_return = 0.0
-
-
 def make_stocks(symbols: Sequence[str], rng: random.Random) -> list[Instrument]:
     """The stocks with their static data; unknown symbols get random plausible values."""
     stocks: list[Instrument] = []
     liq_total = 0.0
     for sym in symbols:
-        ins = Instrument(sym, True)
-        if sym in UNIVERSE:
-            px, shares_m, fol, weight, liq = UNIVERSE[sym]
+        ins = Instrument(sym, HOSE)
+        if sym in VN30_DATA:
+            px, shares_m, fol, weight, liq = VN30_DATA[sym]
         else:
             px = rng.choice((8_000, 15_000, 25_000, 40_000, 70_000))
             shares_m, fol, weight, liq = rng.randint(500, 5_000), 0.49, 1.0, 1.0
@@ -143,7 +89,7 @@ def make_stocks(symbols: Sequence[str], rng: random.Random) -> list[Instrument]:
         liq_total += liq
         ins.level_size_mu = 3.3 + 0.35 * math.log(liq + 0.5)
         ins.trade_size_mu = 1.4 + 0.3 * math.log(liq + 0.5)
-        listed = shares_m * 1_000_000 + rng.randint(0, 999_999)
+        listed = ins.shares = shares_m * 1_000_000 + rng.randint(0, 999_999)
         ins.total_room = int(listed * fol)
         # Some names sit at (or next to) their foreign limit, as on the real board.
         if rng.random() < 0.2:
@@ -156,3 +102,103 @@ def make_stocks(symbols: Sequence[str], rng: random.Random) -> list[Instrument]:
     for ins in stocks:
         ins.event_rate = STOCK_EVENTS_PER_S * ins.event_rate / liq_total
     return stocks
+
+
+# Listed stocks per board (the VN30 among HOSE's) and their events per second of continuous
+# trading outside the VN30: a full-market day is about 3M frames.
+LISTED = {"HOSE": 400, "HNX": 300, "UPCOM": 900}
+BOARD_EVENTS_PER_S = {"HOSE": 30.0, "HNX": 14.0, "UPCOM": 14.0}
+_ZIPF_S = 1.1
+# The VN30's events per unit of its liquidity column: the scale the others' sizes are set on.
+_PER_LIQ = STOCK_EVENTS_PER_S / sum(v[4] for v in VN30_DATA.values())
+# Board -> (median price VND, median listed shares in millions, daily volatility range).
+_PROFILE = {
+    "HOSE": (22_000, 150, (0.010, 0.022)),
+    "HNX": (14_000, 60, (0.012, 0.028)),
+    "UPCOM": (11_000, 50, (0.012, 0.035)),
+}
+_LETTERS = "ABCDEFGHIKLMNOPQRSTUVXY"
+# Words the API and SwitchChannels read as something else than a symbol.
+_RESERVED = frozenset({"ALL", "HNX", "DER", "HSX"})
+
+
+class Universe(NamedTuple):
+    stocks: list[Instrument]
+    indices: dict[str, tuple[str, list[Instrument]]]  # index id -> (its exchange, constituents)
+    futures: bool  # VN30 futures trade beside it (they need the VN30)
+
+
+def _names(counts: Sequence[int]) -> list[list[str]]:
+    """Made-up three-letter symbols, ``counts[i]`` for board i, unique and never a VN30 name."""
+    rng = random.Random("ssi-sim/universe/names")
+    taken = set(VN30_SYMBOLS) | _RESERVED
+    out: list[list[str]] = []
+    for n in counts:
+        names: list[str] = []
+        while len(names) < n:
+            s = "".join(rng.choice(_LETTERS) for _ in range(3))
+            if s not in taken:
+                taken.add(s)
+                names.append(s)
+        out.append(names)
+    return out
+
+
+def _board_stocks(board: Exchange, names: list[str], seed: int) -> list[Instrument]:
+    """A board's stocks, most liquid first, with plausible prices, sizes and foreign rooms."""
+    rng = random.Random(f"ssi-sim/{seed}/static/{board.name}")
+    median_px, median_shares, vol_range = _PROFILE[board.name]
+    zipf = [1.0 / (r + 2) ** _ZIPF_S for r in range(len(names))]
+    zipf_total = sum(zipf)
+    stocks = []
+    for sym, z in zip(names, zipf):
+        ins = Instrument(sym, board)
+        px = min(250_000.0, max(1_500.0, math.exp(rng.gauss(math.log(median_px), 0.75))))
+        ins.new_day(board.round(px))
+        ins.beta = rng.uniform(0.4, 1.3)
+        ins.daily_vol = vol_range
+        ins.event_rate = BOARD_EVENTS_PER_S[board.name] * z / zipf_total
+        liq = ins.event_rate / _PER_LIQ  # on the VN30's liquidity scale
+        ins.level_size_mu = 3.3 + 0.35 * math.log(liq + 0.5)
+        ins.trade_size_mu = 1.4 + 0.3 * math.log(liq + 0.5)
+        # Thin names move their auction estimate less often and match fewer orders.
+        ins.auction_p = min(1.0, math.sqrt(liq))
+        ins.auction_fills = min(1.0, max(0.15, liq ** 0.4))
+        ins.room_every = min(30.0, max(1.0, 1.0 / liq))
+        shares = min(4_000.0, max(5.0, math.exp(rng.gauss(math.log(median_shares), 1.0))))
+        ins.shares = int(shares * 1_000_000) // 100 * 100
+        ins.total_room = int(ins.shares * rng.choice((0.49, 0.49, 0.49, 0.3, 0.5, 1.0)))
+        ins.holding = int(ins.total_room * rng.uniform(0.0, 0.9))
+        ins.p_foreign_buy = rng.uniform(0.01, 0.15)
+        ins.p_foreign_sell = rng.uniform(0.01, 0.15)
+        stocks.append(ins)
+    return stocks
+
+
+def make_universe(name: str, seed: int, rng: random.Random) -> Universe:
+    """The stocks and indices of universe ``name`` (one of UNIVERSES); ``rng`` draws the VN30's data."""
+    if name not in UNIVERSES:
+        raise ValueError(f"universe must be one of {', '.join(UNIVERSES)}")
+    vn30 = make_stocks(VN30_SYMBOLS, rng)
+    if name == "vn30":
+        return Universe(vn30, {}, True)
+    hose_names, hnx_names, upcom_names = _names([LISTED["HOSE"] - len(vn30), LISTED["HNX"], LISTED["UPCOM"]])
+    stocks: list[Instrument] = []
+    indices: dict[str, tuple[str, list[Instrument]]] = {}
+    if name in ("hose", "all"):
+        rest = _board_stocks(HOSE, hose_names, seed)
+        stocks += vn30 + rest
+        indices["VNINDEX"] = ("HOSE", vn30 + rest)
+        indices["VN30"] = ("HOSE", vn30)
+        indices["VN100"] = ("HOSE", vn30 + rest[:70])
+    if name in ("hnx", "all"):
+        hnx = _board_stocks(HNX, hnx_names, seed)
+        stocks += hnx
+        indices["HNXIndex"] = ("HNX", hnx)
+        indices["HNX30"] = ("HNX", hnx[:30])
+    if name in ("upcom", "all"):
+        upcom = _board_stocks(UPCOM, upcom_names, seed)
+        stocks += upcom
+        # SSI's id for the UPCOM index; HNX runs the UPCOM market.
+        indices["HNXUpcomIndex"] = ("HNX", upcom)
+    return Universe(stocks, indices, name in ("hose", "all"))

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, NamedTuple, Sequence
 from app.sim.numbers import INT_TEXT, ZERO_PADS, fmt_2dp, fmt_int, fmt_tenths
 
 if TYPE_CHECKING:
-    from app.sim.universe import Instrument
+    from app.sim.instrument import Instrument
 
 __all__ = [
     "DEFAULT_CHANNELS", "ALL_CHANNELS", "SimEvent", "FrameWriter",

@@ -10,8 +10,6 @@ from litestar import Request, Response, get, post
 from litestar.enums import MediaType
 
 from app.sim.fake.state import FakeServer, Session, fake_of
-from app.sim.indices import INDEX_EXCHANGES
-from app.sim.universe import INDEX_IDS
 from app.ssi_protocol import ACCESS_TOKEN_PATH, MARKET_PATH
 
 __all__ = ["REST_HANDLERS", "DENIED", "authorized", "bearer", "json_response", "denied"]
@@ -109,25 +107,30 @@ async def market(request: Request) -> Response:
 
 
 def index_components(fake: FakeServer, params: dict[str, str]) -> Response:
+    """One object per index (every one with constituents without ``indexCode``), its
+    constituents nested in IndexComponent and paged."""
     index, size = _page(params)
-    code = (params.get("indexcode") or "").strip()
-    if code and code.upper() != "VN30":
-        return envelope([], 0)
-    symbols = fake.sim.symbols
-    page = symbols[(index - 1) * size: index * size]
-    return envelope([{
-        "IndexCode": "VN30",
-        "IndexName": "VN30",
-        "Exchange": "HOSE",
-        "TotalSymbolNo": str(len(symbols)),
-        "IndexComponent": [{"Isin": s, "StockSymbol": s} for s in page],
-    }], 1)
+    code = (params.get("indexcode") or "").strip().upper()
+    listed = fake.sim.listing.indices
+    wanted = [i for i, (_, members) in listed.items() if members and (not code or i.upper() == code)]
+    data = []
+    for idx in wanted:
+        exchange, symbols = listed[idx]
+        data.append({
+            "IndexCode": idx,
+            "IndexName": idx,
+            "Exchange": exchange,
+            "TotalSymbolNo": str(len(symbols)),
+            "IndexComponent": [{"Isin": s, "StockSymbol": s} for s in symbols[(index - 1) * size: index * size]],
+        })
+    return envelope(data, len(data))
 
 
 def securities(fake: FakeServer, params: dict[str, str]) -> Response:
     index, size = _page(params)
     market_id = (params.get("market") or "").strip().upper()
-    rows = [{"Market": "HOSE", "Symbol": s, "StockName": s, "StockEnName": s} for s in fake.sim.symbols]
+    rows = [{"Market": ex, "Symbol": s, "StockName": s, "StockEnName": s}
+            for s, ex in fake.sim.listing.exchanges.items()]
     rows += [{"Market": "DER", "Symbol": f, "StockName": f"Hợp đồng tương lai chỉ số VN30 {f}",
               "StockEnName": f"VN30 index futures {f}"} for f in fake.sim.futures]
     if market_id:
@@ -138,7 +141,7 @@ def securities(fake: FakeServer, params: dict[str, str]) -> Response:
 def index_list(fake: FakeServer, params: dict[str, str]) -> Response:
     index, size = _page(params)
     exchange = (params.get("exchange") or "").strip().upper()
-    rows = [{"IndexCode": i, "IndexName": i, "Exchange": INDEX_EXCHANGES.get(i, "HOSE")} for i in INDEX_IDS]
+    rows = [{"IndexCode": i, "IndexName": i, "Exchange": ex} for i, (ex, _) in fake.sim.listing.indices.items()]
     if exchange:
         rows = [r for r in rows if r["Exchange"] == exchange]
     return envelope(rows[(index - 1) * size: index * size], len(rows))

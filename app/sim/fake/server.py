@@ -48,6 +48,7 @@ class FakeFastConnect(FaultSwitches):
     connection's backlog of market frames: beyond it that connection loses frames, or
     with ``backpressure`` the market waits for it instead.
 
+    ``universe`` picks the simulated stocks (see MarketSimulator); the REST answers list them.
     ``sim`` and ``events`` continue a simulator run someone else started (the demo plays
     the start of the day itself); ``hold`` keeps the market still until a connection has
     subscribed, so a listener misses nothing of it.
@@ -72,6 +73,7 @@ class FakeFastConnect(FaultSwitches):
         events: Iterator[SimEvent] | None = None,
         hold: bool = False,
         backpressure: bool = False,
+        universe: str = "vn30",
     ) -> None:
         if speed < 0:
             raise ValueError("speed must be >= 0 (0 = as fast as possible)")
@@ -83,7 +85,7 @@ class FakeFastConnect(FaultSwitches):
             raise ValueError(f"queue_max must be >= {_YIELD_EVERY}")
         self.sim = sim or MarketSimulator(
             seed=seed, start=start, days=None, channels=ALL_CHANNELS, futures_naming=futures_naming,
-            activity=activity, open_at=open_at,
+            activity=activity, open_at=open_at, universe=universe,
         )
         self._events = events
         self.hold = hold
