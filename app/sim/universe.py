@@ -163,7 +163,7 @@ def _board_stocks(board: Exchange, names: list[str], seed: int) -> list[Instrume
         ins.trade_size_mu = 1.4 + 0.3 * math.log(liq + 0.5)
         # Thin names move their auction estimate less often and match fewer orders.
         ins.auction_p = min(1.0, math.sqrt(liq))
-        ins.auction_fills = min(1.0, max(0.15, liq ** 0.4))
+        ins.auction_fills = min(1.0, max(0.5, liq ** 0.4))
         ins.room_every = min(30.0, max(1.0, 1.0 / liq))
         shares = min(4_000.0, max(5.0, math.exp(rng.gauss(math.log(median_shares), 1.0))))
         ins.shares = int(shares * 1_000_000) // 100 * 100
