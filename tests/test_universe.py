@@ -7,6 +7,7 @@ activity (the same boards, rules and indices, fewer events) and short stretches.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 import json
@@ -278,3 +279,41 @@ async def test_board_filters_the_simulated_market_by_exchange(redis, settings, r
                 want = {s for s, ex in sim.listing.exchanges.items() if ex == exchange}
                 assert set(board["rows"]) == want, exchange
                 assert {r["exchange"] for r in board["rows"].values()} == {exchange}
+
+
+@pytest.mark.anyio
+async def test_the_live_client_takes_the_full_market_from_the_fake_with_all(redis, redis_server):
+    from app import keys as K
+    from app.config import Settings
+    from app.ingest.live import ALL_MARKET_CHANNELS, run_live
+    from tests.apiserver import until
+    from tests.test_feed import RunningFake
+
+    async with RunningFake(universe="all", start=DAY, open_at=time(9, 1), activity=0.05) as fake:
+        settings = Settings(redis_url=redis_server.url, ssi_url=fake.url, ssi_stream_url=fake.url,
+                            ssi_consumer_id="demo", ssi_consumer_secret="demo",
+                            ssi_channels=";".join(ALL_MARKET_CHANNELS))
+        stop = asyncio.Event()
+        ingest = asyncio.create_task(run_live(redis, settings, stop))
+        frames_key = K.SessionKeys(SESSION).frames
+        exchanges: Counter = Counter()
+        read_from = "-"
+
+        async def every_board_seen() -> bool:
+            nonlocal read_from
+            for entry_id, fields in await redis.xrange(frames_key, min=read_from):
+                read_from = "(" + entry_id.decode()
+                content = _content(fields[b"f"].decode())
+                if "Symbol" in content:
+                    exchanges[content.get("Exchange")] += 1
+            return all(exchanges[ex] >= 100 for ex in ("HOSE", "HNX", "UPCOM"))
+
+        await until(every_board_seen, timeout=30)
+        stop.set()
+        await asyncio.wait_for(ingest, 20)
+    # The VN30 constituents still come from IndexComponents, whatever the universe.
+    assert (await redis.hget(K.VN30_COMPONENTS, "symbols")).decode().split(",") == list(VN30_SYMBOLS)
+    await worker.drain(redis, settings)
+    keys = K.SessionKeys(SESSION)
+    assert int(await redis.hget(keys.meta, "frames")) > 300
+    assert await redis.xlen(keys.dead) == 0 and int((await redis.hget(keys.meta, "dead")) or 0) == 0
