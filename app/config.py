@@ -35,6 +35,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     ws_heartbeat_s: float = 30.0
     ws_send_timeout_s: float = 5.0
     ws_max_message_bytes: int = 4096
+    ws_max_subs: int = 100  # subscriptions per /ws connection
+    ws_max_symbols: int = 2000  # symbols in one /ws board subscription
     ready_max_lag_ms: int = 5000
     tape_length: int = 1000  # trades kept per symbol for time and sales (change it only between sessions)
     ssi_url: str = DEFAULT_URL

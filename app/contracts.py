@@ -9,11 +9,18 @@ import msgspec
 
 class Notice(msgspec.Struct):
     """Published on ``st:notify`` after each applied batch: which session, which kinds
-    changed (names of app.projections.kinds), and the checkpoint now applied."""
+    changed (names of app.projections.kinds), and the checkpoint now applied.
+
+    ``names`` says which entities changed, per kind shown by a channel (symbols, index
+    ids), so an API node reads only those; ``closed`` is the session's state after the
+    batch (the batch that folds the close marker publishes a notice for it).
+    """
 
     date: str
     kinds: list[str]
     checkpoint: str = ""
+    names: dict[str, list[str]] = {}
+    closed: bool = False
 
 
 class FeedStatus(msgspec.Struct, kw_only=True, omit_defaults=True):

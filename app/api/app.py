@@ -28,7 +28,9 @@ from app.api.history import BoardController, HistoryController, sessions
 from app.api.hub import Hub
 from app.api.routes import MarketController, healthz, metrics_route, readyz, vn30_components
 from app.api.views import channel_state
+from app.api.live import Live
 from app.api.ws import IpLimiter, ws_foreign, ws_index, ws_market
+from app.api.ws_subscriptions import ws_subscriptions
 from app import gctune, logs
 from app.config import Settings, load_settings
 from app.store import DEFAULT_URL, redis_from_url
@@ -41,7 +43,7 @@ SWAGGER_ASSETS = "/schema-assets"
 
 @get("/", include_in_schema=False)
 async def dashboard() -> File:
-    """The live dashboard page (plain HTML/CSS/JS over /ws/market)."""
+    """The live dashboard page (plain HTML/CSS/JS over the REST routes and /ws)."""
     return File(STATIC / "index.html", content_disposition_type="inline", media_type="text/html")
 
 
@@ -59,15 +61,18 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         client = redis or redis_from_url(settings.redis_url or DEFAULT_URL)
+        live = Live(client, settings.ws_throttle_ms, settings.tape_length)
         hub = Hub(
             client,
-            render=lambda channel: channel_state(client, channel),
+            render=lambda channel: channel_state(client, channel, live),
             throttle_ms=settings.ws_throttle_ms,
             send_timeout=settings.ws_send_timeout_s,
             heartbeat_s=settings.ws_heartbeat_s,
+            live=live,
         )
         app.state.redis = client
         app.state.hub = hub
+        app.state.live = live
         await hub.start()
         collector = asyncio.create_task(gctune.collect_forever(lambda: hub.departed))
         try:
@@ -81,6 +86,7 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
     return Litestar(
         route_handlers=[
             MarketController, BoardController, HistoryController, sessions, vn30_components, feed_status, healthz, readyz, metrics_route, ws_market, ws_foreign, ws_index,
+            ws_subscriptions,
             dashboard, create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False),
             create_static_files_router(
                 path=SWAGGER_ASSETS, directories=[swagger_ui_bundle.swagger_ui_path], include_in_schema=False

@@ -93,10 +93,10 @@ class Client:
 
 @dataclass
 class Metrics:
-    """Node-local counters for /metrics."""
+    """Node-local counters for /metrics (``ws``: the /ws subscription sockets)."""
 
     pushes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CHANNELS, 0))
-    drops: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CHANNELS, 0))
+    drops: dict[str, int] = field(default_factory=lambda: dict.fromkeys((*CHANNELS, "ws"), 0))
     pubsub_reconnects: int = 0
 
 
@@ -110,13 +110,17 @@ class Hub:
         throttle_ms: int = 100,
         send_timeout: float = 5.0,
         heartbeat_s: float = 30.0,
+        live=None,
     ) -> None:
         self.heartbeat_s = heartbeat_s
         self.redis = redis
         self.render = render  # channel -> current state as JSON text
         self.throttle = throttle_ms / 1000
         self.send_timeout = send_timeout
-        self.clients: dict[str, set[Client]] = {c: set() for c in CHANNELS}
+        self.clients: dict[str, set] = {c: set() for c in (*CHANNELS, "ws")}
+        self.live = live  # the /ws subscriptions (app.api.live), fed the same notices
+        if live is not None:
+            live.trusted = lambda: self.pubsub_up
         self.metrics = Metrics()
         self.feed_connected: bool | None = None
         self.pubsub_up = False
@@ -149,6 +153,8 @@ class Hub:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self.live is not None:
+            await self.live.stop()
 
     # -- clients -------------------------------------------------------------------
 
@@ -169,6 +175,19 @@ class Hub:
                 self.metrics.drops[channel] += 1
         finally:
             self.clients[channel].discard(client)
+            self.departed += 1
+
+    async def serve_ws(self, conn, send_timeout: float) -> None:
+        """Run a /ws connection's writer; it gets status and heartbeats like the others."""
+        self.clients["ws"].add(conn)
+        try:
+            if self._announced is not None:
+                conn.offer_control(_JSON.encode(self._announced).decode())
+            await conn.run(send_timeout)
+            if conn.dropped:
+                self.metrics.drops["ws"] += 1
+        finally:
+            self.clients["ws"].discard(conn)
             self.departed += 1
 
     async def current(self, channel: str) -> str:
@@ -243,6 +262,8 @@ class Hub:
                 client.offer_control(payload)
 
     def on_notice(self, notice: Notice) -> None:
+        if self.live is not None:
+            self.live.on_notice(notice)
         kinds = set(notice.kinds)
         for channel, wanted in _KINDS.items():
             if kinds & wanted:
@@ -250,6 +271,8 @@ class Hub:
 
     def resync(self) -> None:
         """Full state to everyone: after pub/sub was away, notices may have been lost."""
+        if self.live is not None:
+            self.live.resync()
         for channel in CHANNELS:
             self.notify(channel)
 

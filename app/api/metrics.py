@@ -53,7 +53,8 @@ async def render(redis: Redis, hub) -> str:
     )
     metric(
         "stock_tracker_ws_pushes_total", "counter", "State pushes by this node",
-        [(f'{{channel="{c}"}}', n) for c, n in hub.metrics.pushes.items()],
+        [(f'{{channel="{c}"}}', n) for c, n in hub.metrics.pushes.items()]
+        + ([('{channel="ws"}', hub.live.pushes)] if hub.live is not None else []),
     )
     metric(
         "stock_tracker_ws_drops_total", "counter", "Clients dropped for not keeping up",

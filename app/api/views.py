@@ -17,9 +17,12 @@ async def foreign_summary(redis: Redis, session: str | None) -> ForeignSummary:
     return summary or ForeignSummary()
 
 
-async def channel_state(redis: Redis, channel: str) -> str:
-    """The current state of a WebSocket channel (the seed's payloads)."""
+async def channel_state(redis: Redis, channel: str, live=None) -> str:
+    """The current state of a WebSocket channel (the seed's payloads); the snapshot from
+    ``live``'s caches (only what changed is read and encoded again) when given."""
     if channel == "market":
+        if live is not None:
+            return await live.market_text()
         return _JSON.encode(await read.market_snapshot(redis)).decode()
     ref = await read.resolve_session(redis, None)
     session = ref.date if ref else None

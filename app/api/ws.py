@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import Awaitable, Callable
 
 from litestar import WebSocket, websocket
 
@@ -71,7 +72,7 @@ async def _pump(socket: WebSocket, channel: str, hub: Hub, max_message: int) -> 
     writer = asyncio.create_task(hub.serve(channel, client))
     # Reading is how a departed client is noticed (a send-only handler never would);
     # what clients send is otherwise ignored, within a size bound.
-    reader = asyncio.create_task(_read_until_gone(socket, max_message))
+    reader = asyncio.create_task(read_messages(socket, max_message))
     try:
         await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
         if closing:
@@ -84,7 +85,11 @@ async def _pump(socket: WebSocket, channel: str, hub: Hub, max_message: int) -> 
         await asyncio.gather(writer, reader, *closing, return_exceptions=True)
 
 
-async def _read_until_gone(socket: WebSocket, max_message: int) -> None:
+async def read_messages(
+    socket: WebSocket, max_message: int, handle: Callable[[str | bytes], Awaitable[None]] | None = None
+) -> None:
+    """Client messages to ``handle`` (or ignored) until the client leaves; one over
+    ``max_message`` bytes closes the socket."""
     while True:
         event = await socket.receive()
         if event["type"] == "websocket.disconnect":
@@ -94,6 +99,8 @@ async def _read_until_gone(socket: WebSocket, max_message: int) -> None:
         if len(data) > max_message or (isinstance(data, str) and len(data.encode()) > max_message):
             await socket.close(code=CLOSE_TOO_BIG, reason="message too big")
             return
+        if handle is not None:
+            await handle(data)
 
 
 @websocket("/ws/market")

@@ -210,6 +210,7 @@ class SessionProjector:
         if parse(batch[0][0]) <= self._checkpoint:
             while skip < len(batch) and parse(batch[skip][0]) <= self._checkpoint:
                 skip += 1
+        was_closed = state.meta.closed
         dead = await fold_entries(state, batch[skip:])
         if dead:
             self._report_dead(dead)
@@ -218,7 +219,7 @@ class SessionProjector:
             self._checkpoint = parse(last)
             state.meta.checkpoint = last
             finish_batch(state)
-        await self._write(previous, last, dead)
+        await self._write(previous, last, dead, closing=state.meta.closed and not was_closed)
 
     def _report_dead(self, dead: list[Refused]) -> None:
         """Say that frames are being refused (at most every DEAD_LOG_S), with one reason: a
@@ -232,9 +233,10 @@ class SessionProjector:
             )
             self._dead_logged_at, self._dead_since_log = now, 0
 
-    async def _write(self, previous: str, ack_to: str, dead: list[Refused]) -> None:
+    async def _write(self, previous: str, ack_to: str, dead: list[Refused], closing: bool = False) -> None:
         state = self.state
         keys = self.keys
+        names = changed_names(state.dirty)  # read before the diff clears it
         changes = codec.diff(state, keys, self._written, self._members)
         fixed = {"meta": keys.meta, "dead_letters": keys.dead, "frames": keys.frames, "lease": keys.lease}
         # The keys the changes touch follow the script's own, referenced by number.
@@ -257,8 +259,10 @@ class SessionProjector:
             ],
         }
         notice = ""
-        if codec.shown(changes.kinds):
-            notice = _JSON.encode(Notice(state.meta.date, sorted(changes.kinds), state.meta.checkpoint)).decode()
+        if codec.shown(changes.kinds) or closing:
+            notice = _JSON.encode(Notice(
+                state.meta.date, sorted(changes.kinds), state.meta.checkpoint, names, state.meta.closed,
+            )).decode()
         script_keys, args = APPLY.bind(
             keys=fixed,
             args={
@@ -306,6 +310,17 @@ class SessionProjector:
         if not last:
             return True
         return StreamPosition.parse(last[0][0]) <= self._checkpoint and not self._backlog
+
+
+def changed_names(dirty: set[tuple[str, str]]) -> dict[str, list[str]]:
+    """The changed entities of each per-entity kind a channel shows, for the notice."""
+    out: dict[str, list[str]] = {}
+    for kind, name in dirty:
+        if name and kinds.BY_NAME[kind].channels:
+            out.setdefault(kind, []).append(name)
+    for names in out.values():
+        names.sort()
+    return out
 
 
 def _retrieve(future: asyncio.Future) -> None:

@@ -1,0 +1,235 @@
+"""The /ws socket: one connection, many subscriptions (docs/ws.md).
+
+Each connection has its own writer. A subscription's waiting update is merged with the
+next one (the newest row per symbol, candle per start, and every new trade), so a slow
+client gets fewer, larger updates and never a stale row; its seq counts the messages it
+was actually sent. Control messages (errors, acknowledgements, status, heartbeat) wait
+in a short queue of their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from litestar import WebSocket, websocket
+
+from app.api import ws_protocol as P
+from app.api.hub import CLOSE_SLOW
+from app.api.live import STYLE, Live, render
+from app.api.auth import admit_websocket
+from app.api.ws import CLOSE_TRY_LATER, read_messages
+
+log = logging.getLogger("stock_tracker.ws")
+
+class Sub:
+    """One subscription of one connection."""
+
+    __slots__ = ("conn", "topic", "head", "style", "seq", "snapshot", "pending", "data", "session", "live")
+
+    def __init__(self, conn: "Connection", topic: P.Topic, key: dict) -> None:
+        self.conn = conn
+        self.topic = topic
+        self.head = P.encode_key(topic.channel, key)
+        self.style = STYLE[topic.channel]
+        self.seq = 0
+        self.snapshot: str | None = None
+        self.pending: dict | None = None
+        self.data: str | None = None  # pending rendered, while it is one update as offered
+        self.session = "null"
+        self.live = True
+
+    def set_snapshot(self, data: str, session: str) -> None:
+        """A snapshot replaces whatever was waiting; updates after it continue from it."""
+        self.snapshot, self.session = data, session
+        self.pending = self.data = None
+        self.conn.wake(self)
+
+    def offer(self, pieces: dict, data: str, session: str) -> None:
+        if self.pending is None:
+            self.pending, self.data = pieces, data
+        else:
+            # The shared dict is never changed in place: other subscribers hold it too.
+            self.pending, self.data = {**self.pending, **pieces}, None
+        self.session = session
+        self.conn.wake(self)
+
+    def preview(self) -> str:
+        """The data the waiting update would carry (for tests and debugging)."""
+        return self.data if self.data is not None else render(self.style, self.pending or {})
+
+    def take(self) -> list[str]:
+        """The messages due now: a snapshot and/or one (merged) update."""
+        out = []
+        if self.snapshot is not None:
+            self.seq = 0
+            out.append(P.message(self.head, "snapshot", 0, self.session, self.snapshot))
+            self.snapshot = None
+        if self.pending is not None:
+            data = self.data if self.data is not None else render(self.style, self.pending)
+            self.pending = self.data = None
+            self.seq += 1
+            out.append(P.message(self.head, "update", self.seq, self.session, data))
+        return out
+
+
+class Connection:
+    """A /ws client: its subscriptions and its writer."""
+
+    def __init__(self, send: Callable[[str | bytes], Awaitable[None]], close: Callable[[int, str], Awaitable[None]]):
+        self._send = send
+        self._close = close
+        self.subs: dict[P.Topic, Sub] = {}
+        self._control: deque[str | bytes] = deque(maxlen=64)
+        self._due: dict[Sub, None] = {}  # subscriptions with something to send, in order
+        self._ready = asyncio.Event()
+        self.dropped = False
+
+    def wake(self, sub: Sub) -> None:
+        self._due[sub] = None
+        self._ready.set()
+
+    def offer_control(self, payload: str | bytes) -> None:
+        self._control.append(payload)
+        self._ready.set()
+
+    async def run(self, send_timeout: float) -> None:
+        """Send what arrives until cancelled; close the client if a send blocks."""
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            while self._control or self._due:
+                if self._control:
+                    batch = [self._control.popleft()]
+                else:
+                    sub = next(iter(self._due))
+                    del self._due[sub]
+                    batch = sub.take() if sub.live else []
+                for payload in batch:
+                    try:
+                        await asyncio.wait_for(self._send(payload), send_timeout)
+                    except asyncio.TimeoutError:
+                        self.dropped = True
+                        try:
+                            await asyncio.wait_for(self._close(CLOSE_SLOW, "too slow"), 1.0)
+                        except Exception:  # the socket is already unusable
+                            pass
+                        return
+
+
+class Session:
+    """What one client asked for, handled one message at a time."""
+
+    def __init__(self, conn: Connection, live: Live, settings, verifier) -> None:
+        self.conn = conn
+        self.live = live
+        self.settings = settings
+        self.verifier = verifier
+
+    async def handle(self, text: str | bytes) -> None:
+        try:
+            op = P.parse(text, self.settings.ws_max_symbols, self.settings.tape_length)
+            if op.op == "auth":
+                # Already admitted: a later auth (say, a renewed JWT) is checked and answered.
+                if self.verifier.required and not self.verifier.verify(op.token):
+                    raise P.ProtocolError("unauthorized", "invalid token")
+                self.conn.offer_control(P.reply("authenticated"))
+            elif op.op == "subscribe":
+                await self._subscribe(op)
+            else:
+                self._unsubscribe(op)
+        except P.ProtocolError as exc:
+            self.conn.offer_control(P.error(exc))
+
+    async def _subscribe(self, op: P.Op) -> None:
+        subs = self.conn.subs
+        old = subs.get(op.topic)
+        if old is None and len(subs) >= self.settings.ws_max_subs:
+            raise P.ProtocolError(
+                "too_many_subscriptions", f"at most {self.settings.ws_max_subs} subscriptions per connection", op.key
+            )
+        if old is not None:  # subscribing again: a fresh snapshot (how a client recovers a gap)
+            self._drop(old)
+        sub = subs[op.topic] = Sub(self.conn, op.topic, op.key)
+        try:
+            await self.live.subscribe(sub, op.topic)
+        except BaseException:
+            subs.pop(op.topic, None)
+            sub.live = False
+            raise
+
+    def _unsubscribe(self, op: P.Op) -> None:
+        sub = self.conn.subs.get(op.topic)
+        if sub is None:
+            raise P.ProtocolError("not_subscribed", "no such subscription on this connection", op.key)
+        self._drop(sub)
+        self.conn.offer_control(P.reply("unsubscribed", channel=op.topic.channel, key=op.key))
+
+    def _drop(self, sub: Sub) -> None:
+        sub.live = False
+        self.conn.subs.pop(sub.topic, None)
+        self.live.unsubscribe(sub, sub.topic)
+
+    def close(self) -> None:
+        for sub in list(self.conn.subs.values()):
+            self._drop(sub)
+
+
+@websocket("/ws")
+async def ws_subscriptions(socket: WebSocket) -> None:
+    """Subscriptions with snapshots and delta updates (docs/ws.md)."""
+    state = socket.app.state
+    settings, hub, limiter, live, verifier = state.settings, state.hub, state.limiter, state.live, state.verifier
+    # The client speaks first here: an auth message (when a credential is required, within
+    # 5 s) or its first subscription, handed back to be handled like any other.
+    admission = await admit_websocket(socket, verifier, client_speaks_first=True)
+    if not admission:
+        return
+    ip = socket.client.host if socket.client else "unknown"
+    if not limiter.acquire(ip):
+        await socket.close(code=CLOSE_TRY_LATER, reason="too many connections from this address")
+        return
+    try:
+        by_message = verifier.required and socket.query_params.get("token") is None
+        await _serve(socket, hub, live, settings, verifier, by_message, admission.pending)
+    finally:
+        limiter.release(ip)
+
+
+async def _serve(
+    socket: WebSocket, hub, live: Live, settings, verifier, by_message: bool, first: str | bytes | None
+) -> None:
+    async def send(payload: str | bytes) -> None:
+        key = "text" if isinstance(payload, str) else "bytes"
+        await socket.send({"type": "websocket.send", key: payload})
+
+    closing: list[asyncio.Future] = []
+
+    async def close(code: int, reason: str) -> None:
+        if not closing:
+            closing.append(asyncio.ensure_future(socket.close(code=code, reason=reason)))
+        await asyncio.shield(closing[0])
+
+    conn = Connection(send, close)
+    session = Session(conn, live, settings, verifier)
+    if by_message:
+        conn.offer_control(P.reply("authenticated"))
+    writer = asyncio.create_task(hub.serve_ws(conn, settings.ws_send_timeout_s))
+
+    async def read() -> None:
+        if first is not None:
+            await session.handle(first)
+        await read_messages(socket, settings.ws_max_message_bytes, session.handle)
+
+    reader = asyncio.create_task(read())
+    try:
+        await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
+        if closing:
+            await asyncio.wait({reader})
+    finally:
+        session.close()
+        for task in (writer, reader, *closing):
+            task.cancel()
+        await asyncio.gather(writer, reader, *closing, return_exceptions=True)
