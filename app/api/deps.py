@@ -8,6 +8,7 @@ from redis.asyncio import Redis
 
 from app.api.cache import ClosedSessionCache
 from app.api.hub import Hub
+from app.api.live import Live
 from app.config import Settings
 
 
@@ -23,6 +24,10 @@ def _hub(state: State) -> Hub:
     return state.hub
 
 
+def _live(state: State) -> Live:
+    return state.live
+
+
 def _closed_cache(state: State) -> ClosedSessionCache:
     return state.closed_cache
 
@@ -32,6 +37,7 @@ DEPENDENCIES = {
     "settings": Provide(_settings, sync_to_thread=False),
     "hub": Provide(_hub, sync_to_thread=False),
     "closed_cache": Provide(_closed_cache, sync_to_thread=False),
+    "live": Provide(_live, sync_to_thread=False),
 }
 
 # Handler parameter types: ``redis: RedisDep`` is filled from DEPENDENCIES by name.
@@ -39,3 +45,4 @@ RedisDep = NamedDependency[Redis]
 SettingsDep = NamedDependency[Settings]
 HubDep = NamedDependency[Hub]
 ClosedCacheDep = NamedDependency[ClosedSessionCache]
+LiveDep = NamedDependency[Live]

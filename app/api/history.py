@@ -11,7 +11,7 @@ from litestar.params import PathParameter, QueryParameter
 from redis.asyncio import Redis
 
 from app import keys as K
-from app.api.deps import ClosedCacheDep, RedisDep, SettingsDep
+from app.api.deps import ClosedCacheDep, LiveDep, RedisDep, SettingsDep
 from app.api.routes import DateParam, check_date
 from app.projections import read, read_history
 from app.projections.hashes import comma_list
@@ -53,13 +53,16 @@ class BoardController(Controller):
 
     @get("/board", summary="The price board: one row per symbol quoted or traded", raises=_ERRORS)
     async def board(
-        self, redis: RedisDep, closed_cache: ClosedCacheDep, date: str | None = DateParam,
+        self, redis: RedisDep, closed_cache: ClosedCacheDep, live: LiveDep, date: str | None = DateParam,
         symbols: str | None = QueryParameter(
             required=False, description="A,B,C | VN30 | HOSE | HNX | UPCOM | DER; default: every symbol"
         ),
     ) -> Board:
         ref = await _ref(redis, date)
         wanted, exchange = await self._selection(redis, symbols)
+        if date is None and ref is not None and not ref.closed and live.trusted():
+            # The live session: from this node's board cache, read again only where it changed.
+            return _json((await live.board_text(ref, wanted, exchange)).encode())
 
         async def build() -> Board:
             if ref is None:

@@ -81,12 +81,25 @@ class Feed:
         live = self.live
         async with self.lock:
             state = self.topics.get(topic)
-            if state is None:
+            new = state is None
+            if new:
                 state = await self._topic(topic)
-            data = await self._snapshot(state) if live.session is not None else "null"
+            try:
+                data = await self._data(state)
+            except BaseException:
+                if new:
+                    self._dropped(state)
+                raise
+            if not self.topics:
+                self._idle()
             sub.set_snapshot(data, live.session_text)
             self.topics[topic] = state
             state.subs.add(sub)
+
+    async def _data(self, state: TopicState) -> str:
+        if self.live.session is None:  # no session yet: an empty snapshot
+            return render(STYLE[state.topic.channel], {})
+        return await self._snapshot(state)
 
     def remove(self, sub, topic: Topic) -> None:
         state = self.topics.get(topic)
@@ -101,7 +114,7 @@ class Feed:
         """Every subscriber a fresh snapshot (the session changed, or notices were lost)."""
         async with self.lock:
             for state in list(self.topics.values()):
-                data = await self._snapshot(state) if self.live.session is not None else "null"
+                data = await self._data(state)
                 for sub in state.subs:
                     sub.set_snapshot(data, self.live.session_text)
 
@@ -128,6 +141,9 @@ class Feed:
 
     def _dropped(self, state: TopicState) -> None:
         pass
+
+    def _idle(self) -> None:
+        """The first topic is being added: what changed before it is no one's news."""
 
     async def _snapshot(self, state: TopicState) -> str:
         raise NotImplementedError
@@ -186,6 +202,9 @@ class RowFeed(Feed):
         if not live.trusted():
             self.cache.reset(None)
         await self.cache.refresh(live.redis, live.session.date, names)
+
+    def _idle(self) -> None:
+        self.cache.take_unsent()
 
     async def _snapshot(self, state: TopicState) -> str:
         await self._refresh(state.names)
@@ -411,3 +430,13 @@ class Live:
             f'{{"quotes":{q.render(q.names())},"indices":{i.render(i.names())},'
             f'"foreign":{f.render(())},"derivatives":{d.render(())}}}'
         )
+
+    async def board_text(self, ref: SessionRef, names: list[str] | None, exchange: str | None) -> str:
+        """``GET /api/market/board`` of the current session, from the board cache."""
+        cache = self.board
+        await cache.refresh(self.redis, ref.date, names)
+        if names is None:
+            names = cache.names()
+            if exchange is not None:
+                names = [n for n in names if cache.tags.get(n) == exchange]
+        return f'{{"session":{_JSON.encode(ref).decode()},"rows":{cache.render(names)}}}'
