@@ -441,7 +441,7 @@ async def test_the_session_picker_shows_an_earlier_day_and_pauses_live(redis, se
                 api.close()
 
 
-async def test_dashboard_reconnects_and_passes_the_token(redis, settings, redis_server):
+async def test_dashboard_reconnects_and_sends_the_token_as_its_first_message(redis, settings, redis_server):
     await project(redis, settings, frames())
     server = ApiServer(redis_server.url, WS_THROTTLE_MS="50", WS_TOKEN="s3cret").start()
     try:
@@ -457,9 +457,20 @@ async def test_dashboard_reconnects_and_passes_the_token(redis, settings, redis_
                 await page.close()
 
                 page = await browser.new_page()
+                sockets: list = []
+                first_frames: list[str] = []
+
+                def opened(ws) -> None:
+                    sockets.append(ws.url)
+                    ws.on("framesent", lambda payload: first_frames.append(payload) if len(first_frames) < len(sockets) else None)
+
+                page.on("websocket", opened)
                 await page.goto(server.http + "/?token=s3cret")
                 await wait_value(page, board("ACB", "mua_chu_dong_volume"), 100)
                 assert await page.get_attribute("#socket-status", "data-state") == "open"
+                # The token travels in the first message on /ws, never in its URL.
+                assert sockets and all(url.endswith("/ws") for url in sockets), sockets
+                assert json.loads(first_frames[0]) == {"op": "auth", "token": "s3cret"}
 
                 # The node goes away and comes back on the same port: the page
                 # notices, backs off, reconnects by itself and shows new data.

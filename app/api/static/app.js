@@ -1,13 +1,13 @@
-/* stock-tracker dashboard: a trader's screen over the REST routes and /ws/market.
+/* stock-tracker dashboard: a trader's screen over the REST routes and /ws.
  *
- * Where the numbers come from: each /ws/market push (the whole snapshot) fills the index
- * cards, the futures card and the foreign totals directly, and tells us that something
- * changed; the page then re-fetches, throttled, what the snapshot does not carry: the
- * price board (/api/market/board), the picked symbol's candles and time and sales, the
- * index candles, the foreign flow per minute and the basis line. Re-fetch on push rather
- * than a timer: nothing is asked while the market is quiet (lunch, after the close), and
- * a change shows within one throttle interval. An earlier session (the picker) is fetched
- * once with ?date= and live pushes are then only kept, not shown.
+ * Where the numbers come from: live, one /ws socket carries subscriptions to the board
+ * group on screen (and the futures rows), the indices, the foreign summary, the
+ * derivatives card, and the open symbol's candles and time and sales: a snapshot each,
+ * then only what changed, merged here. What /ws does not carry (index candles, foreign
+ * flow per minute, the basis line) is re-fetched, throttled, when the pushes say it
+ * changed: nothing is asked while the market is quiet (lunch, after the close). An
+ * earlier session (the picker) is fetched once with ?date= over REST; live updates are
+ * then only kept, not shown.
  *
  * The charts are our own SVG: no charting library to vendor or load from a CDN
  * (deployments may be offline), and candles with volume, bars and a line take a few
@@ -224,7 +224,8 @@
     if (view.date) q.set("date", view.date);
     const qs = q.toString();
     try {
-      const res = await fetch(qs ? `${path}?${qs}` : path, { cache: "no-store" });
+      const headers = token !== null ? { Authorization: `Bearer ${token}` } : {};
+      const res = await fetch(qs ? `${path}?${qs}` : path, { cache: "no-store", headers });
       if (!res.ok) return null;
       const body = await res.json();
       return gen === view.gen ? body : null;
@@ -483,7 +484,8 @@
   groupPicker.addEventListener("change", () => {
     board.group = groupPicker.value;
     stored.set("group", board.group);
-    kickBoard(true);
+    if (view.date) kickBoard(true);
+    else subscribeBoard();
   });
 
   const kickBoard = throttled(async () => {
@@ -731,7 +733,6 @@
     tape: $("#tape"),
     sym: null,
     interval: stored.get("interval", "1m"),
-    stats: "", // the symbol's snapshot figures last seen: unchanged, nothing to re-fetch
   };
   if (!INTERVALS.includes(detail.interval)) detail.interval = "1m";
   const wantedSymbol = stored.get("symbol", "");
@@ -748,7 +749,7 @@
     setField(detail.title, sym, sym);
     markSelected();
     renderDetailHead();
-    kickDetail(true);
+    detailChanged();
   }
 
   function renderDetailHead() {
@@ -774,7 +775,7 @@
       for (const b of document.querySelectorAll("#intervals [data-interval]")) {
         b.setAttribute("aria-pressed", String(b === button));
       }
-      kickDetail(true);
+      detailChanged();
     });
   }
 
@@ -1247,13 +1248,6 @@
     renderFuturesFlow(Object.values(snap.quotes || {}).filter((s) => FUTURES.test(s.symbol)));
     renderForeign(snap.foreign);
 
-    kickBoard(); // the book is not in the snapshot: any push may have moved it
-    const q = (snap.quotes || {})[detail.sym];
-    const stats = sig(detail.sym, q && q.total_volume, q && q.last_updated);
-    if (stats !== detail.stats) {
-      detail.stats = stats;
-      kickDetail();
-    }
     const idx = (snap.indices || {})[indexPanel.id];
     const isig = sig(indexPanel.id, idx && idx.last_updated, idx && idx.value);
     if (isig !== indexPanel.sig) {
@@ -1274,22 +1268,67 @@
     }
   }
 
-  // Messages can arrive faster than frames paint: keep only the newest snapshot.
-  let pending = null;
+  // ---- live state: what the /ws subscriptions hold ------------------------------------------
+
+  const live = {
+    on: false, // a first snapshot has come
+    session: null,
+    board: {}, // symbol -> BoardRow of the group on screen
+    der: {}, // futures rows, for the futures card
+    indices: {},
+    foreign: null,
+    derivatives: null,
+    candles: new Map(), // time -> candle of the open symbol and interval
+    trades: [], // the open symbol's, newest first
+    detailFresh: false,
+    subs: new Map(), // JSON of a key -> {key, role, seq}
+  };
+
+  /** The seed's snapshot shape, for the cards, from the live subscriptions. */
+  function liveSnap() {
+    return { quotes: { ...live.der, ...live.board }, indices: live.indices, foreign: live.foreign, derivatives: live.derivatives };
+  }
+
+  function apply(role, msg) {
+    const d = msg.data;
+    const fresh = msg.type === "snapshot";
+    if (role === "board" || role === "der" || role === "indices") {
+      live[role] = fresh ? d || {} : Object.assign(live[role], d);
+    } else if (role === "foreign" || role === "derivatives") {
+      live[role] = d;
+    } else if (role === "candles") {
+      if (fresh) live.candles = new Map();
+      for (const c of d || []) live.candles.set(c.time, c);
+      live.detailFresh = true;
+    } else if (role === "trades") {
+      // Trades come oldest first; the tape shows the newest on top.
+      const add = [...(d || [])].reverse();
+      live.trades = (fresh ? add : add.concat(live.trades)).slice(0, TAPE_LIMIT);
+      live.detailFresh = true;
+    }
+  }
+
+  function paintLive() {
+    const snap = liveSnap();
+    render(snap);
+    renderBoard({ session: live.session, rows: live.board });
+    if (live.detailFresh && detail.sym) {
+      live.detailFresh = false;
+      drawSymbolCandles(detail.sym, detail.interval, [...live.candles.keys()].sort().map((t) => live.candles.get(t)));
+      renderTape(live.trades);
+    }
+  }
+
+  // Messages can arrive faster than frames paint: paint once per frame.
   let frameRequested = false;
-  let lastLive = null;
-  function schedule(snap) {
-    lastLive = snap;
-    tickSim(latestTime(snap));
-    if (view.date) return; // an earlier day is on screen: live pushes wait in lastLive
-    pending = snap;
+  function schedule() {
+    tickSim(latestTime(liveSnap()));
+    if (view.date) return; // an earlier day is on screen: live updates are only kept
     if (frameRequested) return;
     frameRequested = true;
     requestAnimationFrame(() => {
       frameRequested = false;
-      const snapNow = pending;
-      pending = null;
-      if (snapNow && !view.date) render(snapNow);
+      if (!view.date) paintLive();
     });
   }
 
@@ -1348,14 +1387,17 @@
     setField($("#history-date"), date || "", fmtDate(date));
     fillPicker();
     // Forget what was last fetched: every panel is asked again for the shown day.
-    detail.stats = indexPanel.sig = foreign.sig = futures.sig = null;
+    indexPanel.sig = foreign.sig = futures.sig = null;
     if (date) {
       const gen = view.gen;
       const snap = await api("/api/market/snapshot");
       if (snap && gen === view.gen) render(snap);
-    } else if (lastLive) render(lastLive);
-    kickBoard(true);
-    kickDetail(true);
+      kickBoard(true);
+      kickDetail(true);
+    } else if (live.on) {
+      live.detailFresh = true;
+      paintLive();
+    }
   }
 
   // ---- status pills -------------------------------------------------------------------------
@@ -1393,7 +1435,7 @@
       const day = (feed.sim_date || "").split("-").reverse().join("/");
       setTitle(sim.badge, `Thị trường mô phỏng (simulated market), phiên ${day}, chạy thật từ ${feed.sim_from} ` +
         `x${feed.speed}: không phải dữ liệu SSI thật`);
-      if (lastLive) tickSim(latestTime(lastLive));
+      if (live.on) tickSim(latestTime(liveSnap()));
       // The fast-forward ends without a status change: look again until it has.
       if (sim.phase === "catch_up") sim.timer = setTimeout(loadFeed, 2_000);
     }
@@ -1414,9 +1456,7 @@
 
   // ---- the WebSocket, reconnecting with backoff ---------------------------------------------------
 
-  const wsUrl =
-    `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/ws/market` +
-    (token !== null ? `?token=${encodeURIComponent(token)}` : "");
+  const wsUrl = `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/ws`;
 
   let socket = null;
   let attempt = 0;
@@ -1424,6 +1464,72 @@
   let countdown = null;
   let lastRx = 0;
   let received = 0;
+
+  function send(op, key) {
+    if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ op, ...key }));
+  }
+
+  /** Subscribe ``key`` for ``role``, replacing the role's previous subscription. */
+  function subscribe(role, key) {
+    for (const [id, sub] of live.subs) {
+      if (sub.role === role) {
+        live.subs.delete(id);
+        send("unsubscribe", sub.key);
+      }
+    }
+    live.subs.set(JSON.stringify(key), { key, role, seq: -1 });
+    send("subscribe", key);
+  }
+
+  function subscribeBoard() {
+    live.board = {};
+    subscribe("board", { channel: "board", symbols: board.group || "*" });
+    // The futures card's rows: their own subscription unless the board shows them.
+    const der = [...live.subs].find(([, sub]) => sub.role === "der");
+    if (board.group === "DER" && der) {
+      live.subs.delete(der[0]);
+      send("unsubscribe", der[1].key);
+      live.der = {};
+    } else if (board.group !== "DER" && !der) subscribe("der", { channel: "board", symbols: "DER" });
+  }
+
+  function subscribeDetail() {
+    live.candles = new Map();
+    live.trades = [];
+    live.detailFresh = true;
+    if (!detail.sym) return;
+    subscribe("candles", { channel: "candles", symbol: detail.sym, interval: detail.interval });
+    subscribe("trades", { channel: "trades", symbol: detail.sym, limit: TAPE_LIMIT });
+  }
+
+  /** The open symbol or interval changed: live, new subscriptions; an earlier day, REST. */
+  function detailChanged() {
+    if (view.date) kickDetail(true);
+    else subscribeDetail();
+  }
+
+  function subscribeAll() {
+    live.subs.clear();
+    subscribeBoard();
+    for (const channel of ["indices", "foreign", "derivatives"]) subscribe(channel, { channel });
+    subscribeDetail();
+  }
+
+  function onData(msg) {
+    const id = JSON.stringify(msg.key);
+    const sub = live.subs.get(id);
+    if (!sub) return; // the last words of a subscription we replaced
+    if (msg.type === "snapshot") sub.seq = 0;
+    else if (msg.seq !== sub.seq + 1) {
+      // A gap (we missed an update): a fresh snapshot puts it right.
+      send("subscribe", sub.key);
+      return;
+    } else sub.seq = msg.seq;
+    live.session = msg.session;
+    live.on = true;
+    apply(sub.role, msg);
+    schedule();
+  }
 
   function connect() {
     clearTimeout(retryTimer);
@@ -1441,6 +1547,9 @@
     ws.binaryType = "arraybuffer";
     ws.onopen = () => {
       lastRx = Date.now();
+      // The token goes in the first message, never in the URL (which proxies log).
+      if (token !== null) ws.send(JSON.stringify({ op: "auth", token }));
+      subscribeAll();
       pill(socketPill, "open", "Kết nối: trực tuyến");
       loadFeed();
     };
@@ -1459,11 +1568,12 @@
         loadFeed();
         return;
       }
+      if (!msg || !msg.channel) return; // acknowledgements; errors are the page's own bugs
       attempt = 0; // reset only once data flows, so a socket that opens then drops keeps backing off
-      // Pushes received, shown or not: lets a reader (or a test) tell a paused page
+      // Messages received, shown or not: lets a reader (or a test) tell a paused page
       // from one that heard nothing.
       socketPill.dataset.rx = String((received += 1));
-      schedule(msg);
+      onData(msg);
     };
     ws.onclose = (ev) => {
       if (socket !== ws) return;
@@ -1497,7 +1607,7 @@
       pill(socketPill, "closed", `Mất kết nối${code ? ` (${code})` : ""}: thử lại sau ${left}s`);
     };
     show();
-    setTitle(socketPill, `${why} · /ws/market`);
+    setTitle(socketPill, `${why} · /ws`);
     clearInterval(countdown);
     countdown = setInterval(show, 500);
     retryTimer = setTimeout(connect, delay);
@@ -1526,7 +1636,7 @@
 
   if (wantedSymbol) selectSymbol(wantedSymbol);
   loadSessions();
-  // Live, the first push (sent on connect) fills the page; an earlier day is fetched now.
+  // Live, the first snapshots (asked for on connect) fill the page; an earlier day is fetched now.
   if (view.date) showSession(view.date);
   connect();
 })();
