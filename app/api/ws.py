@@ -85,6 +85,11 @@ async def _pump(socket: WebSocket, channel: str, hub: Hub, max_message: int) -> 
         await asyncio.gather(writer, reader, *closing, return_exceptions=True)
 
 
+def too_big(data: str | bytes, max_message: int) -> bool:
+    # The bound is in bytes: a text message of multi-byte characters is longer on the wire.
+    return len(data) > max_message or (isinstance(data, str) and len(data.encode()) > max_message)
+
+
 async def read_messages(
     socket: WebSocket, max_message: int, handle: Callable[[str | bytes], Awaitable[None]] | None = None
 ) -> None:
@@ -95,8 +100,7 @@ async def read_messages(
         if event["type"] == "websocket.disconnect":
             return
         data = event.get("text") or event.get("bytes") or b""
-        # The bound is in bytes: a text message of multi-byte characters is longer on the wire.
-        if len(data) > max_message or (isinstance(data, str) and len(data.encode()) > max_message):
+        if too_big(data, max_message):
             await socket.close(code=CLOSE_TOO_BIG, reason="message too big")
             return
         if handle is not None:

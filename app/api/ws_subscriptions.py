@@ -20,7 +20,7 @@ from app.api import ws_protocol as P
 from app.api.hub import CLOSE_SLOW
 from app.api.live import STYLE, Live, render
 from app.api.auth import admit_websocket
-from app.api.ws import CLOSE_TRY_LATER, read_messages
+from app.api.ws import CLOSE_TOO_BIG, CLOSE_TRY_LATER, read_messages, too_big
 
 log = logging.getLogger("stock_tracker.ws")
 
@@ -220,6 +220,9 @@ async def _serve(
 
     async def read() -> None:
         if first is not None:
+            if too_big(first, settings.ws_max_message_bytes):
+                await socket.close(code=CLOSE_TOO_BIG, reason="message too big")
+                return
             await session.handle(first)
         await read_messages(socket, settings.ws_max_message_bytes, session.handle)
 
