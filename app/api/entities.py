@@ -47,8 +47,10 @@ class EntityCache:
         self.unsent: set[str] = set()  # changed since the last take_unsent()
         self.complete = False  # every entity of the session is in texts
         self._lock = asyncio.Lock()
+        self._generation = 0  # changes on reset: a read started before it is thrown away
 
     def reset(self, date: str | None) -> None:
+        self._generation += 1
         self.date = date
         self.texts.clear()
         self.tags.clear()
@@ -76,9 +78,12 @@ class EntityCache:
         async with self._lock:
             if date != self.date:
                 self.reset(date)
+            generation = self._generation
             if names is None and not self.complete:
+                self.dirty.clear()  # what a notice marks during the read is read again
                 got = await self._read(redis, date, None)
-                self.dirty.clear()
+                if generation != self._generation:
+                    return
                 for name in [n for n in self.texts if n not in got]:
                     self._set(name, None)
                 for name, value in got.items():
@@ -98,6 +103,8 @@ class EntityCache:
             except BaseException:
                 self.dirty.update(want)
                 raise
+            if generation != self._generation:
+                return
             for name in want:
                 self._set(name, got.get(name))
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
 from collections.abc import Iterable
 
 import msgspec
@@ -158,12 +157,14 @@ class RowFeed(Feed):
     def __init__(self, live: "Live", channel: str, cache: EntityCache) -> None:
         super().__init__(live, (channel,))
         self.cache = cache
-        self.wanted: Counter[str] = Counter()  # names of topics that list them
-        self.groups = 0  # topics that want every name (a group, or a channel without names)
+        # name -> the topics that list it: a flush finds each changed name's topics, never
+        # walks every topic for every name.
+        self.index: dict[str, set[TopicState]] = {}
+        self.groups: set[TopicState] = set()  # topics of every name (a group, or a channel without names)
 
     def mark(self, notice: Notice) -> bool:
         hit = self.cache.mark(notice)
-        return bool(hit) and bool(self.topics) and (self.groups > 0 or any(n in self.wanted for n in hit))
+        return bool(hit) and bool(self.topics) and (bool(self.groups) or any(n in self.index for n in hit))
 
     async def _topic(self, topic: Topic) -> TopicState:
         spec = topic.spec
@@ -177,17 +178,20 @@ class RowFeed(Feed):
         else:
             state = TopicState(topic, frozenset(spec), None)
         if state.names is None:
-            self.groups += 1
+            self.groups.add(state)
         else:
-            self.wanted.update(state.names)
+            for name in state.names:
+                self.index.setdefault(name, set()).add(state)
         return state
 
     def _dropped(self, state: TopicState) -> None:
-        if state.names is None:
-            self.groups -= 1
-        else:
-            self.wanted.subtract(state.names)
-            self.wanted += Counter()  # forget the zeros
+        self.groups.discard(state)
+        for name in state.names or ():
+            topics = self.index.get(name)
+            if topics is not None:
+                topics.discard(state)
+                if not topics:
+                    del self.index[name]
 
     def _select(self, state: TopicState, names: Iterable[str]) -> list[str]:
         if state.names is not None:
@@ -213,11 +217,17 @@ class RowFeed(Feed):
         return render(STYLE[state.topic.channel], cache.pieces(self._select(state, names)))
 
     async def _changes(self) -> list[tuple[TopicState, dict]]:
-        await self._refresh(None if self.groups else list(self.wanted))
+        await self._refresh(None if self.groups else list(self.index))
         changed = self.cache.take_unsent()
         if not changed:
             return []
-        return [(s, self.cache.pieces(self._select(s, changed))) for s in self.topics.values()]
+        per: dict[TopicState, list[str]] = {state: self._select(state, changed) for state in self.groups}
+        index = self.index
+        for name in changed:
+            for state in index.get(name, ()):
+                per.setdefault(state, []).append(name)
+        pieces = self.cache.pieces
+        return [(state, pieces(sorted(names))) for state, names in per.items()]
 
 
 class HistoryFeed(Feed):

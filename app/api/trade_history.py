@@ -144,18 +144,24 @@ class TradeHistory:
             for name in names:
                 pipe.hget(keys.entity("stats", name), "trades")
             counts = [int(c or 0) for c in await pipe.execute()]
-        grown = [(name, count) for name, count in zip(names, counts) if count > self.tracks[name].count]
+        # Tracks may be forgotten (unsubscribed) or replaced (a new session) while we wait
+        # for Redis: each answer is applied only to the track it was asked for.
+        tracks = {name: self.tracks[name] for name in names if name in self.tracks}
+        grown = [(name, count, tracks[name].count) for name, count in zip(names, counts)
+                 if name in tracks and count > tracks[name].count]
         if not grown:
             return
         async with redis.pipeline(transaction=False) as pipe:
-            for name, count in grown:
-                first = max(self.tracks[name].count + 1, count - self.tape_length + 1)
+            for name, count, seen in grown:
+                first = max(seen + 1, count - self.tape_length + 1)
                 pipe.hmget(keys.entity("tape", name), [str(n) for n in range(first, count + 1)])
             tapes = await pipe.execute()
-        reread: list[tuple[str, list[str] | None]] = []  # bars to read: minutes, or None: all
-        for (name, count), values in zip(grown, tapes):
-            track = self.tracks[name]
-            first = max(track.count + 1, count - self.tape_length + 1)
+        reread: list[tuple[Track, str, list[int] | None]] = []  # bars to read: minutes, or None: all
+        for (name, count, seen), values in zip(grown, tapes):
+            track = tracks[name]
+            if self.tracks.get(name) is not track or track.count != seen:
+                continue
+            first = max(seen + 1, count - self.tape_length + 1)
             lost = first > track.count + 1  # more new trades than the tape keeps
             minutes: set[int] = set()
             for n, raw in zip(range(first, count + 1), values):
@@ -168,23 +174,24 @@ class TradeHistory:
                 track.trades.popleft()
             track.count = count
             if track.bars is not None:
-                reread.append((name, None if lost else sorted(minutes)))
+                reread.append((track, name, None if lost else sorted(minutes)))
         await self._read_bars(redis, keys, reread)
 
-    async def _read_bars(self, redis: Redis, keys: K.SessionKeys, reread: list[tuple[str, list[int] | None]]) -> None:
-        reread = [(n, m) for n, m in reread if m is None or m]
+    async def _read_bars(self, redis: Redis, keys: K.SessionKeys, reread: list[tuple[Track, str, list[int] | None]]) -> None:
+        reread = [(t, n, m) for t, n, m in reread if m is None or m]
         if not reread:
             return
         async with redis.pipeline(transaction=False) as pipe:
-            for name, minutes in reread:
+            for _, name, minutes in reread:
                 key = keys.entity("candles", name)
                 if minutes is None:
                     pipe.hgetall(key)
                 else:
                     pipe.hmget(key, [f"{m // 3600:02d}:{m % 3600 // 60:02d}" for m in minutes])
             replies = await pipe.execute()
-        for (name, minutes), reply in zip(reread, replies):
-            track = self.tracks[name]
+        for (track, name, minutes), reply in zip(reread, replies):
+            if self.tracks.get(name) is not track or track.bars is None:
+                continue
             if minutes is None:
                 fields = reply
             else:
