@@ -10,7 +10,12 @@ Each figure is printed beside a baseline measured in the same run:
   /ws/market of one node (--workers 1), a change every throttle + 10 ms (~9 pushes/s);
   baseline: the same lag with one client;
 - REST: GET /api/market/snapshot requests/s and p99 at 64 concurrent keep-alive
-  connections after a ~50k-frame session was projected; baseline: GET /healthz, same load.
+  connections after a ~50k-frame session was projected; baseline: GET /healthz, same load;
+- /ws subscriptions (bench/ws_subs.py), on a full-market session (1,600 symbols) of their
+  own: probe latency of 2,000 clients on 30-symbol boards, 200 on `*` (and their bytes
+  beside /ws/market's in the same phase), 1,000 on candles or trades of random symbols,
+  and the node's CPU while clients only follow symbols that never change (baseline: the
+  same load with no clients).
 
 Clients run in processes of their own (plain asyncio protocols that look only for the
 probe), so the server's figures do not pay for a heavy client. Runs against a private
@@ -40,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 from harness.probe import SESSION_DATE, Feed, lags_ms, percentile, probe_mark  # noqa: E402
 from harness.redis_binary import NoRedisServer, redis_server_binary  # noqa: E402
+import ws_subs  # noqa: E402  (bench/ws_subs.py, beside this file)
 
 HOST = "127.0.0.1"
 # An index id of its own: the simulator's VN30 frames would overwrite a probe value on VN30.
@@ -601,7 +607,7 @@ async def bench(args: argparse.Namespace, binary: str) -> dict:
                 "WS_THROTTLE_MS": str(args.throttle_ms), "WS_MAX_PER_IP": str(10 * max(levels) + 100),
             }
             children.server("projector", ["project"], env)
-            children.server("api", ["serve", "--host", HOST, "--port", str(port), "--workers", "1"], env)
+            api = children.server("api", ["serve", "--host", HOST, "--port", str(port), "--workers", "1"], env)
             await wait_http(port, children)
 
             feed = Feed(redis, probe_id=PROBE_ID, seed=args.seed)
@@ -612,10 +618,11 @@ async def bench(args: argparse.Namespace, binary: str) -> dict:
             await feed.writer.flush()
             await wait_caught_up(redis)
 
-            print("latency ...", file=sys.stderr)
-            results["e2e"] = await measure_e2e(children, feed, url, port, e2e_s, args.rate, args.throttle_ms)
-            await wait_caught_up(redis)
-            children.check()
+            if not args.ws_only:
+                print("latency ...", file=sys.stderr)
+                results["e2e"] = await measure_e2e(children, feed, url, port, e2e_s, args.rate, args.throttle_ms)
+                await wait_caught_up(redis)
+                children.check()
 
             print("REST ...", file=sys.stderr)
             results["frames"] = feed.frames
@@ -627,7 +634,7 @@ async def bench(args: argparse.Namespace, binary: str) -> dict:
                 results["board_row_bytes"] = round(
                     sum(len(json.dumps(row, separators=(",", ":"))) for row in board.values()) / max(1, len(board))
                 )
-            results["rest"] = {
+            results["rest"] = {} if args.ws_only else {
                 "healthz": await measure_rest(children, port, "/healthz", args.concurrency, rest_s, rest_warm),
                 "snapshot": await measure_rest(children, port, "/api/market/snapshot", args.concurrency, rest_s, rest_warm),
                 "board": await measure_rest(children, port, "/api/market/board", args.concurrency, rest_s, rest_warm),
@@ -635,8 +642,20 @@ async def bench(args: argparse.Namespace, binary: str) -> dict:
             }
             children.check()
 
-            print("fan-out ...", file=sys.stderr)
-            results["fanout"] = await measure_fanout(children, feed, port, levels, fan_s, args.throttle_ms, args.deflate)
+            if not args.ws_only:
+                print("fan-out ...", file=sys.stderr)
+                results["fanout"] = await measure_fanout(children, feed, port, levels, fan_s, args.throttle_ms, args.deflate)
+                children.check()
+
+            print("/ws subscriptions (full market) ...", file=sys.stderr)
+            scale = 0.25 if quick else 1.0
+            results["subs"] = await ws_subs.measure(
+                children, redis, port, api.pid, throttle_ms=args.throttle_ms, rate=args.rate,
+                seconds=3.0 if quick else 5.0, seed=args.seed, per_process=PER_PROCESS,
+                board_clients=int(2000 * scale), star_clients=int(200 * scale), history_clients=int(1000 * scale),
+                log=lambda text: print(text, file=sys.stderr),
+            )
+            results["load"] = os.getloadavg()
             children.check()
         except Exception:
             await children.stop()
@@ -666,6 +685,8 @@ def _ms(value: float) -> str:
 
 def table(r: dict) -> str:
     throttle = r["throttle_ms"]
+    if "e2e" not in r:  # --ws-only
+        return subs_table(r)
     e = r["e2e"]
     f = r["fanout"]
     base = f["baseline"]
@@ -696,6 +717,7 @@ def table(r: dict) -> str:
     if b:
         rows.append((f"REST /api/market/board, {conc} concurrent", f"{b['rps']:,.0f} req/s",
                      f"{h['rps']:,.0f} req/s (/healthz)", f"{b['rps'] / h['rps']:.2f}x", ""))
+    rows += ws_subs.rows(r["subs"], throttle)
     out = ["| benchmark | stock-tracker | baseline (same run) | ratio | target |", "| --- | --- | --- | --- | --- |"]
     out += ["| " + " | ".join(row) + " |" for row in rows]
     out.append("")
@@ -704,8 +726,18 @@ def table(r: dict) -> str:
         f"board row {r.get('board_row_bytes', 0):,} bytes on average; "
         f"fan-out: a change every {f['push_ms']:.0f} ms, {f['levels'][0]['pushes']} per level"
         f"{', clients negotiate permessage-deflate' if f['deflate'] else ''}; "
-        f"REST errors {s['errors'] + h['errors']}; run took {r['seconds']:.0f} s."
+        f"REST errors {s['errors'] + h['errors']}; load average {', '.join(f'{x:.2f}' for x in r['load'])}; "
+        f"run took {r['seconds']:.0f} s. /ws: {r['subs']['symbols']:,} symbols, {r['subs']['rate']:,.0f} frames/s."
     )
+    return "\n".join(out)
+
+
+def subs_table(r: dict) -> str:
+    out = ["| benchmark | stock-tracker | baseline (same run) | ratio | target |", "| --- | --- | --- | --- | --- |"]
+    out += ["| " + " | ".join(row) + " |" for row in ws_subs.rows(r["subs"], r["throttle_ms"])]
+    sub = r["subs"]
+    out += ["", f"/ws: {sub['symbols']:,} symbols, {sub['rate']:,.0f} frames/s, a probe every {sub['push_ms']:.0f} ms; "
+            f"load average {', '.join(f'{x:.2f}' for x in r['load'])}; run took {r['seconds']:.0f} s."]
     return "\n".join(out)
 
 
@@ -716,6 +748,10 @@ def _interrupt(*_) -> None:
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_ws":
         asyncio.run(ws_client_main(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5] == "deflate"))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "_subs":
+        port, n, mode, seed, names = sys.argv[2:7]
+        asyncio.run(ws_subs.client_main(int(port), int(n), mode, int(seed), names))
         return
     if len(sys.argv) > 1 and sys.argv[1] == "_http":
         port, path, conns, seconds, warmup = sys.argv[2:7]
@@ -731,6 +767,7 @@ def main() -> None:
     parser.add_argument("--deflate", action="store_true",
                         help="fan-out clients negotiate permessage-deflate, as browsers do")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--ws-only", action="store_true", help="only the /ws subscription figures")
     parser.add_argument("--json", action="store_true", help="print the raw figures as JSON too")
     parser.add_argument("--json-out", metavar="FILE", help="write the raw figures as JSON to FILE")
     args = parser.parse_args()

@@ -312,3 +312,20 @@ async def test_a_client_blocked_past_the_send_timeout_is_closed_4001(redis, sett
         assert client.closed == 4001 and hub.metrics.drops["ws"] == 1
     finally:
         await hub.stop()
+
+
+async def test_a_symbol_unsubscribed_while_its_trades_are_read_is_simply_dropped(redis, settings):
+    from app.api.trade_history import TradeHistory
+    from app.contracts import Notice
+
+    await project(redis, settings, base_frames())
+    history = TradeHistory(1000)
+    await history.follow(redis, F.SESSION, "ACB", 10, bars=True)
+    await project(redis, settings, [F.trade("ACB", 23000, 200, 1200, time="09:21:00")])
+    assert history.mark(Notice(F.SESSION, ["tape"], names={"tape": ["ACB"]}))
+    reading = asyncio.create_task(history.refresh(redis, F.SESSION))
+    await asyncio.sleep(0)  # the read has gone to Redis
+    history.forget("ACB")
+    assert await reading == {}
+    track = await history.follow(redis, F.SESSION, "ACB", 10, bars=True)
+    assert [json.loads(t)["volume"] for _, t in track.trades] == [100, 200]

@@ -1,0 +1,516 @@
+"""/ws subscription benchmarks for bench/api.py: board, `*`, candles and trades clients on a
+full-market session, and the node's CPU when nothing subscribed changes.
+
+Probes are trades of symbols of their own, whose figures carry a sequence number:
+- the board probe ``PRBBOARD``: its row's ``market_volume`` (the largest TotalVol) is the
+  sequence number, so a board client finds ``"PRBBOARD":{`` and reads ``"market_volume":``;
+- the history probes ``PRB000``..: a trade at price ``10000 + 10 * seq``, so a candles or
+  trades client reads the largest ``"close":`` / ``"price":`` of a message. Each probe tick
+  trades one group of them (``HISTORY_GROUPS``), so a symbol sees every tenth probe.
+Clients are plain asyncio protocols in processes of their own (RFC 6455 by hand, as the
+/ws/market bench's), so the node does not share a core with a heavy client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import json
+import os
+import random
+import resource
+import string
+import sys
+import time
+from datetime import date
+
+HOST = "127.0.0.1"
+BOARD_PROBE = "PRBBOARD"
+HISTORY_PROBES = tuple(f"PRB{i:03d}" for i in range(500))
+HISTORY_GROUPS = 10
+BOARD_MARK = b'"' + BOARD_PROBE.encode() + b'":{'
+FULL_MARKET = 1600
+# The day after the other API benches' session: a session of its own, and the current one.
+FULL_DATE = date(2026, 11, 26)
+
+
+def universe(n: int = FULL_MARKET) -> list[str]:
+    """A full market's symbols: the VN30 names, then three-letter codes (deterministic)."""
+    from app.sim.universe import VN30_SYMBOLS
+
+    names = list(VN30_SYMBOLS)
+    for letters in itertools.product(string.ascii_uppercase, repeat=3):
+        if len(names) >= n:
+            break
+        code = "".join(letters)
+        if code not in names and not code.startswith("PRB"):
+            names.append(code)
+    return names
+
+
+def probe_trade(symbol: str, price: float, last_vol: int, total_vol: int, hms: str, day: str) -> bytes:
+    content = json.dumps({
+        "RType": "X-TRADE", "TradingDate": day, "Time": hms, "Symbol": symbol, "LastPrice": float(price),
+        "LastVol": float(last_vol), "TotalVol": float(total_vol), "MarketId": "HOSE", "Exchange": "HOSE",
+        "TradingSession": "LO", "Side": "BU",
+    }, separators=(",", ":"))
+    return json.dumps({"DataType": "X-TRADE", "Content": content}, separators=(",", ":")).encode()
+
+
+class MarketFeed:
+    """Full-market simulated frames plus the probes above, appended with StreamWriter;
+    ``sent`` maps each probe's sequence number to when it was handed to ingest."""
+
+    def __init__(self, redis, seed: int, symbols: list[str]) -> None:
+        from app.ingest.writer import StreamWriter
+        from app.sim import MarketSimulator
+
+        self.writer = StreamWriter(redis)
+        self.day = FULL_DATE.strftime("%d/%m/%Y")
+        try:  # the simulator's own full market, where it has one
+            sim = MarketSimulator(seed=seed, start=FULL_DATE, universe="all")
+        except TypeError:
+            sim = MarketSimulator(seed=seed, start=FULL_DATE, symbols=symbols)
+        self.events = (ev for ev in sim.events() if ev.frame is not None)
+        self.seq = 0
+        self.hms = "09:15:00"
+        self.frames = 0
+        self.sent: dict[int, float] = {}
+
+    async def append(self, n_sim: int, probe: bool = True) -> None:
+        ms = int(time.time() * 1000)
+        batch = [(ev.frame, ms) for ev in itertools.islice(self.events, n_sim)]
+        if batch:
+            at = batch[-1][0].find('Time\\":\\"')
+            if at >= 0:
+                self.hms = batch[-1][0][at + 9 : at + 17]
+        if probe:
+            self.seq += 1
+            seq = self.seq
+            batch.append((probe_trade(BOARD_PROBE, 10_000, 1, seq, self.hms, self.day), ms))
+            price, total = 10_000 + 10 * seq, seq // HISTORY_GROUPS + 1
+            for symbol in HISTORY_PROBES[seq % HISTORY_GROUPS :: HISTORY_GROUPS]:
+                batch.append((probe_trade(symbol, price, 1, total, self.hms, self.day), ms))
+            self.sent[seq] = time.time()
+        self.frames += len(batch)
+        await self.writer.append(batch)
+
+    async def pace(self, every: float, n_sim: int, seconds: float) -> range:
+        loop = asyncio.get_running_loop()
+        first = self.seq + 1
+        start = loop.time()
+        i = 0
+        while loop.time() - start < seconds:
+            await self.append(n_sim)
+            i += 1
+            await asyncio.sleep(max(0.0, start + i * every - loop.time()))
+        await self.writer.flush()
+        return range(first, self.seq + 1)
+
+
+def history_seqs(symbol: str, seqs: range) -> list[int]:
+    """The probes that traded ``symbol``."""
+    group = HISTORY_PROBES.index(symbol) % HISTORY_GROUPS
+    return [s for s in seqs if s % HISTORY_GROUPS == group]
+
+
+# ---------------------------------------------------------------------------------
+# Client processes
+# ---------------------------------------------------------------------------------
+
+
+def _frame(opcode: int, payload: bytes) -> bytes:
+    # Client frames are masked; an all-zero key leaves the payload as it is.
+    n = len(payload)
+    if n < 126:
+        head = bytes((0x80 | opcode, 0x80 | n))
+    elif n < 65536:
+        head = bytes((0x80 | opcode, 0x80 | 126)) + n.to_bytes(2, "big")
+    else:
+        head = bytes((0x80 | opcode, 0x80 | 127)) + n.to_bytes(8, "big")
+    return head + b"\0\0\0\0" + payload
+
+
+class SubClient(asyncio.Protocol):
+    """One /ws (or /ws/market) socket: subscribes, counts bytes, records probe values."""
+
+    def __init__(self, port: int, path: str, subscribe: list[dict], probe: str) -> None:
+        self.request = (
+            f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+        self.subscribe = subscribe
+        self.probe = probe  # board | history | none
+        self.buf = bytearray()
+        self.upgraded = False
+        self.seen = -1
+        self.records: list[float] = []
+        self.bytes = 0
+        self.messages = 0
+        self.first: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.close_code: int | None = None
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        transport.write(self.request)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.close_code is None:
+            self.close_code = 1006
+        if not self.first.done():
+            self.first.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time()
+        buf = self.buf
+        buf += data
+        if not self.upgraded:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            if not buf.startswith(b"HTTP/1.1 101"):
+                self.close_code = -1
+                self.transport.close()
+                return
+            del buf[: end + 4]
+            self.upgraded = True
+            for sub in self.subscribe:
+                self.transport.write(_frame(1, json.dumps({"op": "subscribe", **sub}).encode()))
+        pos, size = 0, len(buf)
+        while size - pos >= 2:
+            b0, b1 = buf[pos], buf[pos + 1]
+            length, head = b1 & 0x7F, 2
+            if length == 126:
+                if size - pos < 4:
+                    break
+                length, head = int.from_bytes(buf[pos + 2 : pos + 4], "big"), 4
+            elif length == 127:
+                if size - pos < 10:
+                    break
+                length, head = int.from_bytes(buf[pos + 2 : pos + 10], "big"), 10
+            if size - pos < head + length:
+                break
+            start, stop = pos + head, pos + head + length
+            pos = stop
+            opcode = b0 & 0x0F
+            if opcode in (0, 1):
+                self.bytes += length
+                self.messages += 1
+                self._message(buf, start, stop, now)
+            elif opcode == 9:
+                self.transport.write(_frame(0xA, bytes(buf[start:stop])))
+            elif opcode == 8:
+                self.close_code = int.from_bytes(buf[start : start + 2], "big") if length >= 2 else 1005
+        del buf[:pos]
+
+    def _message(self, buf: bytearray, start: int, stop: int, now: float) -> None:
+        value = -1
+        if self.probe == "board":
+            at = buf.find(BOARD_MARK, start, stop)
+            if at >= 0:
+                value = _number_after(buf, b'"market_volume":', at, stop)
+        elif self.probe == "history":
+            for mark in (b'"close":', b'"price":'):
+                at = buf.rfind(mark, start, stop)
+                if at >= 0:
+                    price = _number_after(buf, mark, at, stop)
+                    value = max(value, (price - 10_000) // 10)
+        if value > self.seen:
+            self.seen = value
+            self.records += (now, value)
+        if not self.first.done() and (self.messages >= len(self.subscribe) or self.probe == "none"):
+            self.first.set_result(None)
+
+    def close(self) -> None:
+        if self.transport and not self.transport.is_closing():
+            self.transport.write(_frame(0x8, (1000).to_bytes(2, "big")))
+            self.transport.close()
+
+    def take(self) -> dict:
+        out = {"records": self.records, "bytes": self.bytes, "messages": self.messages}
+        self.records, self.bytes, self.messages = [], 0, 0
+        return out
+
+
+def _number_after(buf: bytearray, mark: bytes, at: int, stop: int) -> int:
+    at = buf.find(mark, at, stop)
+    if at < 0:
+        return -1
+    at += len(mark)
+    end = at
+    while end < stop and buf[end] not in b",}]":
+        end += 1
+    try:
+        return int(float(buf[at:end]))
+    except ValueError:
+        return -1
+
+
+def plan(mode: str, n: int, seed: int, names: list[str]) -> list[tuple[str, list[dict], str, str]]:
+    """Per client: path, subscriptions, probe kind, and the probed symbol (history)."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        if mode == "board30":
+            symbols = rng.sample(names, 29) + [BOARD_PROBE]
+            out.append(("/ws", [{"channel": "board", "symbols": symbols}], "board", ""))
+        elif mode == "star":
+            out.append(("/ws", [{"channel": "board", "symbols": "*"}], "board", ""))
+        elif mode == "market":
+            out.append(("/ws/market", [], "none", ""))
+        elif mode == "history":
+            symbol = rng.choice(HISTORY_PROBES)
+            sub = rng.choice([
+                {"channel": "candles", "symbol": symbol, "interval": "1m"},
+                {"channel": "trades", "symbol": symbol, "limit": 20},
+            ])
+            out.append(("/ws", [sub], "history", symbol))
+        elif mode == "quiet":  # symbols that never trade: nothing subscribed changes
+            out.append(("/ws", [{"channel": "board", "symbols": ["QUIET1", "QUIET2"]}, {"channel": "trades", "symbol": "QUIET1"}], "none", ""))
+        else:
+            raise ValueError(mode)
+    return out
+
+
+async def client_main(port: int, n: int, mode: str, seed: int, names_file: str) -> None:
+    """Hold n sockets of ``mode``; ``dump`` prints one JSON line of what came, ``stop`` exits."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    loop = asyncio.get_running_loop()
+    conns: list[SubClient] = []
+    symbols: list[str] = []
+    failures: dict[str, int] = {}
+    gate = asyncio.Semaphore(16)
+
+    async def open_one(path: str, subs: list[dict], probe: str, symbol: str) -> None:
+        async with gate:
+            conn = SubClient(port, path, subs, probe)
+            try:
+                await loop.create_connection(lambda: conn, HOST, port)
+                await asyncio.wait_for(conn.first, 60)
+                why = None if conn.messages or probe == "none" and conn.upgraded else f"closed ({conn.close_code})"
+            except (OSError, asyncio.TimeoutError) as exc:
+                why = type(exc).__name__
+            if why is None:
+                conns.append(conn)
+                symbols.append(symbol)
+            else:
+                failures[why] = failures.get(why, 0) + 1
+                if conn.transport:
+                    conn.transport.abort()
+
+    with open(names_file) as f:
+        names = json.load(f)
+    await asyncio.gather(*(open_one(*p) for p in plan(mode, n, seed, names)))
+    print(json.dumps({"ready": len(conns), "failures": failures}), flush=True)
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while True:
+        line = (await reader.readline()).strip()
+        if line == b"dump":
+            closed: dict[int, int] = {}
+            for c in conns:
+                if c.close_code is not None:
+                    closed[c.close_code] = closed.get(c.close_code, 0) + 1
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            print(json.dumps({
+                "clients": [c.take() for c in conns], "symbols": symbols, "closed": closed,
+                "cpu_s": usage.ru_utime + usage.ru_stime,
+            }), flush=True)
+        else:
+            break
+    for c in conns:
+        c.close()
+    await asyncio.sleep(0.2)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    asyncio.run(client_main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4])))
+
+
+# ---------------------------------------------------------------------------------
+# The bench side
+# ---------------------------------------------------------------------------------
+
+
+class Clients:
+    """One client process of one mode."""
+
+    def __init__(self, proc, hello: dict) -> None:
+        self.proc = proc
+        self.ready = hello["ready"]
+        self.failures = hello["failures"]
+
+    @classmethod
+    async def start(cls, children, port: int, n: int, mode: str, seed: int) -> "Clients":
+        proc = await children.client("_subs", str(port), str(n), mode, str(seed), os.path.join(children.logdir, NAMES))
+        line = await asyncio.wait_for(proc.stdout.readline(), 300)
+        if not line:
+            raise RuntimeError(f"a /ws client process ({mode}) died while connecting")
+        return cls(proc, json.loads(line))
+
+    async def dump(self) -> dict:
+        self.proc.stdin.write(b"dump\n")
+        await self.proc.stdin.drain()
+        return json.loads(await asyncio.wait_for(self.proc.stdout.readline(), 120))
+
+    async def stop(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.stdin.write(b"stop\n")
+            await self.proc.stdin.drain()
+            try:
+                await asyncio.wait_for(self.proc.wait(), 10)
+            except asyncio.TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+
+
+async def caught_up(redis, timeout: float = 120.0) -> None:
+    from app import keys as K
+
+    keys = K.SessionKeys(FULL_DATE.isoformat())
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        last = await redis.xrevrange(keys.frames, count=1)
+        if last and await redis.hget(keys.meta, "checkpoint") == last[0][0]:
+            return
+        await asyncio.sleep(0.05)
+    raise RuntimeError("the projector did not catch up with the full-market session")
+
+
+NAMES = "symbols.json"  # the session's board symbols, for the client processes to pick from
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def start_many(children, port: int, n: int, mode: str, per_process: int) -> list[Clients]:
+    sizes = [min(per_process, n - i) for i in range(0, n, per_process)]
+    return list(await asyncio.gather(*(
+        Clients.start(children, port, k, mode, seed=1000 * i + 7) for i, k in enumerate(sizes)
+    )))
+
+
+async def phase(groups: dict[str, list[Clients]], feed: MarketFeed, every: float, n_sim: int,
+                seconds: float, settle: float, node_pid: int) -> dict:
+    """Probes for ``seconds``; per mode: lag percentiles, bytes per client per second."""
+    from harness.probe import lags_ms, percentile
+
+    everyone = [c for cs in groups.values() for c in cs]
+    for c in everyone:
+        await c.dump()  # drop what connecting brought (snapshots)
+    cpu0, started = cpu_seconds(node_pid), time.perf_counter()
+    seqs = await feed.pace(every, n_sim, seconds)
+    await asyncio.sleep(settle)
+    elapsed = time.perf_counter() - started
+    node_cpu = (cpu_seconds(node_pid) - cpu0) / elapsed
+    out: dict = {"node_cpu": node_cpu, "probes": len(seqs), "seconds": elapsed}
+    for mode, clients in groups.items():
+        lags: list[float] = []
+        missing = received = messages = count = 0
+        closed: dict[str, int] = {}
+        for c in clients:
+            got = await c.dump()
+            for client, symbol in zip(got["clients"], got["symbols"]):
+                count += 1
+                received += client["bytes"]
+                messages += client["messages"]
+                wanted = history_seqs(symbol, seqs) if symbol else seqs
+                if mode != "market":
+                    these, lost = lags_ms(client["records"], feed.sent, wanted)
+                    lags += these
+                    missing += lost
+            for code, k in got["closed"].items():
+                closed[code] = closed.get(code, 0) + k
+        out[mode] = {
+            "clients": count, "samples": len(lags), "missing": missing, "closed": closed,
+            "p50_ms": percentile(lags, 50), "p99_ms": percentile(lags, 99),
+            "bytes_per_client_s": received / max(1, count) / elapsed,
+            "messages_per_client_s": messages / max(1, count) / elapsed,
+        }
+    return out
+
+
+async def measure(children, redis, port: int, node_pid: int, *, throttle_ms: int, rate: int, seconds: float,
+                  seed: int, board_clients: int, star_clients: int, history_clients: int, per_process: int,
+                  log=print) -> dict:
+    """Every /ws figure of the issue, on one full-market session, one after the other."""
+    feed = MarketFeed(redis, seed, universe())
+    every = (throttle_ms + 10) / 1000
+    n_sim = max(1, round(rate * every))
+    settle = max(1.0, 3 * throttle_ms / 1000)
+    while feed.frames < 40_000:  # a board with (nearly) every symbol quoted
+        await feed.append(1000, probe=False)
+    await feed.writer.flush()
+    await feed.pace(every, n_sim, 1.0)
+    await caught_up(redis)
+    from app.projections.read_history import read_board
+
+    names = sorted(s for s in await read_board(redis, FULL_DATE.isoformat()) if not s.startswith("PRB"))
+    with open(os.path.join(children.logdir, NAMES), "w") as f:
+        json.dump(names, f)
+    results: dict = {"symbols": len(names), "rate": n_sim / every, "push_ms": every * 1000}
+
+    log(f"  /ws: no clients, then {star_clients} clients on symbols that never change ...")
+    results["idle"] = await phase({}, feed, every, n_sim, seconds, settle, node_pid)
+    quiet = await start_many(children, port, star_clients, "quiet", per_process)
+    results["quiet"] = await phase({"quiet": quiet}, feed, every, n_sim, seconds, settle, node_pid)
+    for c in quiet:
+        await c.stop()
+
+    log(f"  /ws: {board_clients} clients on 30-symbol boards ...")
+    boards = await start_many(children, port, board_clients, "board30", per_process)
+    results["board30"] = await phase({"board30": boards}, feed, every, n_sim, seconds, settle, node_pid)
+    for c in boards:
+        await c.stop()
+
+    log(f"  /ws: {star_clients} clients on '*', beside 5 on /ws/market ...")
+    stars = await start_many(children, port, star_clients, "star", per_process)
+    market = await start_many(children, port, 5, "market", per_process)
+    results["star"] = await phase({"star": stars, "market": market}, feed, every, n_sim, seconds, settle, node_pid)
+    for c in (*stars, *market):
+        await c.stop()
+
+    log(f"  /ws: {history_clients} clients on candles or trades of random symbols ...")
+    history = await start_many(children, port, history_clients, "history", per_process)
+    results["history"] = await phase({"history": history}, feed, every, n_sim, seconds, settle, node_pid)
+    for c in history:
+        await c.stop()
+    return results
+
+
+def rows(r: dict, throttle: int) -> list[tuple[str, str, str, str, str]]:
+    """Table rows: figure, ours, baseline, ratio, target."""
+    def ms(v: float) -> str:
+        return "n/a" if v != v else f"{v:,.1f} ms"
+
+    def note(m: dict) -> str:
+        return f" ({m['missing']:,} probes missed, closed {m['closed']})" if m["missing"] or m["closed"] else ""
+
+    b, s, h = r["board30"]["board30"], r["star"]["star"], r["history"]["history"]
+    market = r["star"]["market"]
+    out = [
+        (f"/ws p99, {b['clients']:,} clients on 30-symbol boards", ms(b["p99_ms"]) + note(b),
+         f"p50 {ms(b['p50_ms'])}", "", f"<= {throttle + 100} ms"),
+        (f"/ws p99, {s['clients']:,} clients on '*'", ms(s["p99_ms"]) + note(s), f"p50 {ms(s['p50_ms'])}", "",
+         f"<= {throttle + 150} ms"),
+        ("/ws '*' bytes per client", f"{s['bytes_per_client_s'] / 1e3:,.1f} kB/s",
+         f"{market['bytes_per_client_s'] / 1e3:,.1f} kB/s (/ws/market, same phase)",
+         f"{s['bytes_per_client_s'] / max(1.0, market['bytes_per_client_s']):.3f}x", "<= 0.10x"),
+        (f"/ws p99, {h['clients']:,} clients on candles or trades", ms(h["p99_ms"]) + note(h),
+         f"p50 {ms(h['p50_ms'])}", "", f"<= {throttle + 100} ms"),
+        ("node CPU, clients on unchanged symbols only", f"{r['quiet']['node_cpu']:.3f} cores",
+         f"{r['idle']['node_cpu']:.3f} cores (no clients)",
+         f"+{r['quiet']['node_cpu'] - r['idle']['node_cpu']:.3f}", "~ +0"),
+        ("node CPU, 30-symbol boards / '*' / candles+trades",
+         f"{r['board30']['node_cpu']:.2f} / {r['star']['node_cpu']:.2f} / {r['history']['node_cpu']:.2f} cores",
+         "", "", ""),
+    ]
+    return out
