@@ -18,7 +18,8 @@ from litestar import WebSocket, websocket
 
 from app.api import ws_protocol as P
 from app.api.hub import CLOSE_SLOW
-from app.api.live import STYLE, Live, render
+from app.api.feeds import STYLE, render
+from app.api.live import Live
 from app.api.auth import admit_websocket
 from app.api.ws import CLOSE_TOO_BIG, CLOSE_TRY_LATER, read_messages, too_big
 
