@@ -650,7 +650,7 @@ async def bench(args: argparse.Namespace, binary: str) -> dict:
             print("/ws subscriptions (full market) ...", file=sys.stderr)
             scale = 0.25 if quick else 1.0
             results["subs"] = await ws_subs.measure(
-                children, redis, port, api.pid, throttle_ms=args.throttle_ms, rate=args.rate,
+                children, redis, port, api.pid, throttle_ms=args.throttle_ms, rate=args.ws_rate,
                 seconds=3.0 if quick else 5.0, seed=args.seed, per_process=PER_PROCESS,
                 board_clients=int(2000 * scale), star_clients=int(200 * scale), history_clients=int(1000 * scale),
                 log=lambda text: print(text, file=sys.stderr),
@@ -717,7 +717,7 @@ def table(r: dict) -> str:
     if b:
         rows.append((f"REST /api/market/board, {conc} concurrent", f"{b['rps']:,.0f} req/s",
                      f"{h['rps']:,.0f} req/s (/healthz)", f"{b['rps'] / h['rps']:.2f}x", ""))
-    rows += ws_subs.rows(r["subs"], throttle)
+    rows += [row[:5] for row in ws_subs.rows(r["subs"], throttle)]
     out = ["| benchmark | stock-tracker | baseline (same run) | ratio | target |", "| --- | --- | --- | --- | --- |"]
     out += ["| " + " | ".join(row) + " |" for row in rows]
     out.append("")
@@ -734,7 +734,7 @@ def table(r: dict) -> str:
 
 def subs_table(r: dict) -> str:
     out = ["| benchmark | stock-tracker | baseline (same run) | ratio | target |", "| --- | --- | --- | --- | --- |"]
-    out += ["| " + " | ".join(row) + " |" for row in ws_subs.rows(r["subs"], r["throttle_ms"])]
+    out += ["| " + " | ".join(row[:5]) + " |" for row in ws_subs.rows(r["subs"], r["throttle_ms"])]
     sub = r["subs"]
     out += ["", f"/ws: {sub['symbols']:,} symbols, {sub['rate']:,.0f} frames/s, a probe every {sub['push_ms']:.0f} ms; "
             f"load average {', '.join(f'{x:.2f}' for x in r['load'])}; run took {r['seconds']:.0f} s."]
@@ -768,6 +768,7 @@ def main() -> None:
                         help="fan-out clients negotiate permessage-deflate, as browsers do")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--ws-only", action="store_true", help="only the /ws subscription figures")
+    parser.add_argument("--ws-rate", type=int, default=500, help="frames/s of the full-market /ws phases")
     parser.add_argument("--json", action="store_true", help="print the raw figures as JSON too")
     parser.add_argument("--json-out", metavar="FILE", help="write the raw figures as JSON to FILE")
     args = parser.parse_args()

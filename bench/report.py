@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from api import E2E_MARGIN_MS, LAG_TARGET_MS, level_note  # noqa: E402  (bench/api.py: one definition)
+import ws_subs  # noqa: E402
 from harness.redis_binary import NoRedisServer, redis_server_binary  # noqa: E402
 
 FULL_FRAMES = 1_000_000
@@ -228,6 +229,8 @@ def rows(core: dict, api: dict) -> list[tuple[str, ...]]:
     if b:
         out.append((f"REST /api/market/board, {conc} concurrent ({api.get('board_row_bytes', 0):,} bytes a row)",
                     f"{b['rps']:,.0f} req/s", f"{h['rps']:,.0f} req/s (/healthz)", ratio(b["rps"], h["rps"]), "", ""))
+    if "subs" in api:
+        out += ws_subs.rows(api["subs"], api["throttle_ms"])
     return out
 
 
