@@ -17,14 +17,12 @@ import time
 from pathlib import Path
 
 import msgspec
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app import cli_types as types
 from app import gctune, logs
 from app.config import Settings, load_settings
 from app.errors import RedisUnavailable, UserError
-from app.store import check_port, open_redis, redis_url_shown, wait_for_redis
+from app.store import REDIS_DOWN, check_port, open_redis, redis_url_shown, wait_for_redis
 
 log = logging.getLogger("stock_tracker.cli")
 
@@ -377,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except UserError as exc:
         return _fail(exc.message, exc.code)
-    except (RedisConnectionError, RedisTimeoutError) as exc:
+    except REDIS_DOWN as exc:  # a cluster between masters too
         return _fail(f"lost Redis at {redis_url_shown(settings)} (REDIS_URL): {exc}")
     except OSError as exc:
         if exc.filename is None:

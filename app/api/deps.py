@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
-from redis.asyncio import Redis
 
 from app.api.cache import ClosedSessionCache
 from app.api.hub import Hub
 from app.api.live import Live
 from app.config import Settings
+from app.store import RedisClient
 
 
-def _redis(state: State) -> Redis:
+def _redis(state: State) -> RedisClient:
     return state.redis
 
 
@@ -41,7 +41,7 @@ DEPENDENCIES = {
 }
 
 # Handler parameter types: ``redis: RedisDep`` is filled from DEPENDENCIES by name.
-RedisDep = NamedDependency[Redis]
+RedisDep = NamedDependency[RedisClient]  # one Redis or a cluster (app.store)
 SettingsDep = NamedDependency[Settings]
 HubDep = NamedDependency[Hub]
 ClosedCacheDep = NamedDependency[ClosedSessionCache]
