@@ -9,7 +9,6 @@ from __future__ import annotations
 
 PREFIX = "st:"
 SESSIONS = PREFIX + "sessions"  # ZSET: session date -> yyyymmdd
-NOTIFY = PREFIX + "notify"  # pub/sub channel of change notices
 FEED_STATUS = PREFIX + "feed"  # hash: connected (true/false), since; kept by the feed side
 FEED_STATUS_CHANNEL = PREFIX + "feed:status"  # pub/sub: {"connected": bool} on each change
 VN30_COMPONENTS = PREFIX + "vn30"  # hash: symbols (comma list), updated_at; kept by the feed side
@@ -19,7 +18,7 @@ GROUP = "projector"
 class SessionKeys:
     """Key names of one session (trading date ``YYYY-MM-DD``)."""
 
-    __slots__ = ("date", "base", "frames", "dead", "meta", "lease", "derivatives", "foreign")
+    __slots__ = ("date", "base", "frames", "dead", "meta", "lease", "derivatives", "foreign", "closed", "notify")
 
     def __init__(self, date: str) -> None:
         self.date = date
@@ -30,6 +29,9 @@ class SessionKeys:
         self.lease = self.base + "lease"  # string: the projector that owns the stream
         self.derivatives = self.base + "derivatives"  # hash
         self.foreign = self.base + "foreign"  # hash: foreign summary
+        self.closed = self.base + "closed"  # string: receive time (ms) of the close marker, once written
+        # pub/sub channel of the session's change notices (sharded on a cluster: its slot's node)
+        self.notify = self.base + "notify"
 
     def entity(self, kind: str, name: str) -> str:
         """Per-symbol (or per-index) hash, e.g. ``st:{2026-11-25}:stats:VNM``."""

@@ -7,15 +7,15 @@ session readers show is :func:`app.projections.read.current_session`.
 from __future__ import annotations
 
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 
 from app import keys as K
 from app.store import as_str
 
 
-def register(pipe: Pipeline | Redis, date: str):
-    """Queue (or run) the registration of ``date``; idempotent."""
-    return pipe.zadd(K.SESSIONS, {date: K.date_score(date)})
+def register(redis: Redis, date: str):
+    """Register ``date`` (idempotent). A command of its own: ``st:sessions`` is outside
+    every session's slot, so it never shares a script or transaction with session keys."""
+    return redis.zadd(K.SESSIONS, {date: K.date_score(date)})
 
 
 async def session_dates(

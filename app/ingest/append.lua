@@ -9,10 +9,15 @@ local received, lengths, blob, batch = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 --   per writer).
 -- Each frame becomes one entry: t = receive time, f = the frame, unchanged.
 -- A batch is resent when its reply was lost (Redis restarted or the link broke after
--- the call ran); the mark makes that resend a no-op, returning 0.
+-- the call ran); the mark makes that resend a no-op, returning 0. It still writes the
+-- mark: a WAIT after it then covers the first send too (a master replicates in order),
+-- where a script that wrote nothing would make WAIT return at once.
 local call, sub = redis.call, string.sub
 local done = call('GET', mark)
-if done and tonumber(done) >= tonumber(batch) then return 0 end
+if done and tonumber(done) >= tonumber(batch) then
+  call('SET', mark, done)
+  return 0
+end
 local times, same = {}, string.find(received, ',', 1, true) == nil
 if not same then
   for t in string.gmatch(received, '%d+') do times[#times + 1] = t end

@@ -121,10 +121,9 @@ def status_publisher(redis: Redis, gaps: Callable[[], int] | None = None):
 
     async def publish(connected: bool) -> None:
         status = FeedStatus(connected=connected, since=now_vn().isoformat(), gaps=gaps() if gaps else None)
-        async with redis.pipeline(transaction=False) as pipe:
-            pipe.hset(K.FEED_STATUS, mapping=to_hash(status))
-            pipe.publish(K.FEED_STATUS_CHANNEL, msgspec.json.encode(FeedStatus(connected=connected)))
-            await pipe.execute()
+        # Two calls: a cluster pipeline refuses PUBLISH (it goes to every node).
+        await redis.hset(K.FEED_STATUS, mapping=to_hash(status))
+        await redis.publish(K.FEED_STATUS_CHANNEL, msgspec.json.encode(FeedStatus(connected=connected)))
         log.info("event=feed_status connected=%s", connected)
 
     return publish

@@ -17,14 +17,13 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app import keys as K
-from app import archive, lua, sessions
+from app import archive, lua, sessions, store
 from app.errors import UserError
 from app.clock import next_close, now_vn
+from app.ingest.replicas import NotReplicated, Replicas
 from app.ingest.routing import SessionRouter
 
 log = logging.getLogger("stock_tracker.ingest")
@@ -35,21 +34,26 @@ def _as_bytes(frame: str | bytes) -> bytes:
     return frame.encode() if isinstance(frame, str) else frame
 
 
-# Redis is away (restarting, loading its AOF, unreachable): wait and resend.
-UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+# Redis is away (restarting, loading its AOF, unreachable, a cluster failing over), or
+# a replica has not confirmed a batch yet: wait and resend.
+UNAVAILABLE = (*store.UNAVAILABLE, NotReplicated)
 RETRY_MAX_S = 2.0
+# While Redis stays away, a reminder this often (the first failure is always logged).
+RETRY_LOG_S = 30.0
 
 
 class StreamWriter:
     """Appends frames and close markers; registers each session it writes to.
 
     While Redis is away every append is retried until it lands, exactly once: each
-    batch carries a number, and Redis keeps the last one this writer appended.
+    batch carries a number, and Redis keeps the last one this writer appended. Where
+    the master has replicas (a cluster, or a primary with replicas), a batch counts as
+    appended only once ``WAIT`` says one of them has it, so a failover cannot lose it.
     """
 
     def __init__(
         self, redis: Redis, retention_days: int = 7, give_up_after_s: float | None = None,
-        archive_dir: str | None = None,
+        archive_dir: str | None = None, replica_wait_ms: int = 1000,
     ) -> None:
         self.redis = redis
         self.retention_days = retention_days
@@ -64,7 +68,8 @@ class StreamWriter:
         self._inflight: asyncio.Future | None = None
         self._known: set[str] = set()
         self.router = SessionRouter()
-        self.appended = 0
+        self.replicas = Replicas(redis, replica_wait_ms)
+        self.appended = 0  # frames Redis (and a replica, where there is one) confirmed
         self.retries = 0
 
     @property
@@ -96,9 +101,8 @@ class StreamWriter:
         # appends this batch while the caller prepares the next one.
         await self.flush()
         self._batch += 1
-        self._inflight = asyncio.ensure_future(self._send(by_session, new, self._batch))
         n = sum(len(group[0]) for group in by_session.values())
-        self.appended += n
+        self._inflight = asyncio.ensure_future(self._send(by_session, new, self._batch, n))
         return n
 
     async def flush(self) -> None:
@@ -107,7 +111,9 @@ class StreamWriter:
         if inflight is not None:
             await inflight
 
-    async def _send(self, by_session: dict[str, tuple[list[bytes], list[int]]], new: list[str], batch: int) -> None:
+    async def _send(
+        self, by_session: dict[str, tuple[list[bytes], list[int]]], new: list[str], batch: int, frames: int
+    ) -> None:
         async def send() -> None:
             if self._sha is None:
                 self._sha = await self.redis.script_load(APPEND.source)
@@ -119,10 +125,11 @@ class StreamWriter:
                 await self._pipeline(by_session, new, batch)
 
         await self._until_done("append", send)
+        self.appended += frames
 
     async def _until_done(self, what: str, op) -> None:
         """Run ``op`` until Redis takes it, waiting out restarts (each attempt is safe to repeat)."""
-        delay, failures = 0.05, 0
+        delay, failures, next_log = 0.05, 0, 0.0
         give_up_at = None if self.give_up_after_s is None else time.monotonic() + self.give_up_after_s
         while True:
             try:
@@ -132,7 +139,12 @@ class StreamWriter:
                     raise
                 failures += 1
                 self.retries += 1
-                log.warning("event=redis_unavailable op=%s attempt=%d error=%s", what, failures, type(exc).__name__)
+                if failures == 1 or time.monotonic() >= next_log:
+                    next_log = time.monotonic() + RETRY_LOG_S
+                    log.warning(
+                        "event=redis_unavailable op=%s attempt=%d error=%s detail=%s",
+                        what, failures, type(exc).__name__, str(exc)[:200],
+                    )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
                 continue
@@ -141,38 +153,49 @@ class StreamWriter:
             return
 
     async def _pipeline(self, by_session: dict[str, tuple[list[bytes], list[int]]], new: list[str], batch: int) -> None:
+        """One attempt at the whole batch (safe to repeat)."""
+        # Registered first, on its own: st:sessions lives outside every session's slot,
+        # and a stream that exists is then always a known session.
+        for d in new:
+            await sessions.register(self.redis, d)
         mark = str(batch)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for d in new:
-                sessions.register(pipe, d)
-            for d, (raws, times) in by_session.items():
-                # Three arguments whatever the batch size: redis-py spends far more
-                # per argument (and per reply) than Redis spends appending a frame.
-                stamp = str(times[0]) if times.count(times[0]) == len(times) else ",".join(map(str, times))
-                keys = K.SessionKeys(d)
-                script_keys, args = APPEND.bind(
-                    keys={"frames": keys.frames, "mark": keys.ingest_mark(self.writer_id)},
-                    args={"received": stamp, "lengths": ",".join(map(str, map(len, raws))),
-                          "blob": b"".join(raws), "batch": mark},
-                )
-                pipe.evalsha(self._sha, len(script_keys), *script_keys, *args)
-            await pipe.execute()
+        for d, (raws, times) in by_session.items():
+            # Three arguments whatever the batch size: redis-py spends far more
+            # per argument (and per reply) than Redis spends appending a frame.
+            stamp = str(times[0]) if times.count(times[0]) == len(times) else ",".join(map(str, times))
+            keys = K.SessionKeys(d)
+            script_keys, args = APPEND.bind(
+                keys={"frames": keys.frames, "mark": keys.ingest_mark(self.writer_id)},
+                args={"received": stamp, "lengths": ",".join(map(str, map(len, raws))),
+                      "blob": b"".join(raws), "batch": mark},
+            )
+            # execute_command: redis-py's cluster pipeline refuses its evalsha() (a script
+            # may span slots); this one's keys share the session's slot.
+            await self.replicas.write(
+                keys.frames,
+                lambda pipe: pipe.execute_command("EVALSHA", self._sha, len(script_keys), *script_keys, *args),
+            )
 
     async def close_session(self, session: str, at_ms: int | None = None) -> None:
         """Append the 15:00 session-close marker to ``session``'s stream."""
         await self.flush()  # the marker goes after every frame appended before it
         at_ms = at_ms if at_ms is not None else int(time.time() * 1000)
-        frames = K.SessionKeys(session).frames
+        keys = K.SessionKeys(session)
+        frames = keys.frames
 
         async def close() -> None:
             # A resend after a lost reply must not add a second marker.
+            await sessions.register(self.redis, session)
             last = await self.redis.xrevrange(frames, count=1)
-            if last and last[0][1].get(b"m") == b"close" and last[0][1].get(b"t") == str(at_ms).encode():
-                return
-            async with self.redis.pipeline(transaction=False) as pipe:
-                sessions.register(pipe, session)
-                pipe.xadd(frames, {"t": at_ms, "m": "close"})
-                await pipe.execute()
+            done = last and last[0][1].get(b"m") == b"close" and last[0][1].get(b"t") == str(at_ms).encode()
+
+            def write(pipe) -> None:
+                if not done:
+                    pipe.xadd(frames, {"t": at_ms, "m": "close"})
+                # Written either way: after a lost reply, a WAIT then covers the marker too.
+                pipe.set(keys.closed, at_ms)
+
+            await self.replicas.write(frames, write)
 
         await self._until_done("close", close)
         self._known.add(session)
@@ -208,7 +231,8 @@ class StreamWriter:
 async def delete_session(redis: Redis, session: str) -> None:
     """Remove a session's stream and every projection key."""
     batch: list = []
-    async for key in redis.scan_iter(match=K.SessionKeys(session).pattern(), count=1000):
+    keys = K.SessionKeys(session)
+    async for key in store.scan_slot(redis, keys.pattern(), keys.frames):
         batch.append(key)
         if len(batch) >= 500:
             await redis.unlink(*batch)
