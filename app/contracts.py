@@ -8,8 +8,9 @@ import msgspec
 
 
 class Notice(msgspec.Struct):
-    """Published on ``st:notify`` after each applied batch: which session, which kinds
-    changed (names of app.projections.kinds), and the checkpoint now applied.
+    """Published on the session's ``st:{DATE}:notify`` after each applied batch: which
+    session, which kinds changed (names of app.projections.kinds), and the checkpoint now
+    applied.
 
     ``names`` says which entities changed, per kind shown by a channel (symbols, index
     ids), so an API node reads only those; ``closed`` is the session's state after the

@@ -11,7 +11,7 @@ from app import keys as K
 from app.errors import UserError
 from app.progress import Progress
 from app.sessions import is_registered, session_dates
-from app.store import as_str, hgetall_many
+from app.store import as_str, hgetall_many, scan_slot
 from app.projections import codec, kinds
 from app.projections.history import TAPE_LENGTH
 from app.projections.session import SessionState, finish_batch, new_session
@@ -71,7 +71,7 @@ async def live_hashes(redis: Redis, date: str) -> dict[str, dict[str, str]]:
     """Every projection hash of a session as stored (streams, sets and lease left out)."""
     keys = K.SessionKeys(date)
     names = []
-    async for key in redis.scan_iter(match=keys.pattern(), count=1000, _type="hash"):
+    async for key in scan_slot(redis, keys.pattern(), keys.frames, "hash"):
         names.append(as_str(key))
     return await hgetall_many(redis, names)
 

@@ -2,13 +2,14 @@
 -- acknowledgement and change notice, or nothing at all.
 local meta, dead_letters, frames, lease = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local expected, consumer, lease_ms, group = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local channel, notice, body, ack_to = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local publish, channel, notice, body, ack_to = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 -- meta: the session's meta hash; dead_letters: its dead-letter stream; frames: its
 --   frame stream; lease: who owns it. KEYS after these: the keys the changes touch
 --   (all in the session's slot), referenced by number from the body.
 -- expected: the checkpoint the worker last wrote ("" for none): a stale worker is refused.
 -- consumer: the worker's consumer name, which must hold the lease (renewed for lease_ms).
--- channel, notice: where and what to publish ("" = no notice).
+-- publish, channel, notice: how (PUBLISH on one Redis, SPUBLISH on a cluster: the
+--   session's channel shares its slot), where and what to publish ("" = no notice).
 -- body: the batch as JSON (one argument: cheap to send, decoded here by cjson):
 --   {"hset": [[key#, [field, value, ...]]], "hdel": [[key#, [field, ...]]],
 --    "del": [key#], "sadd": [[key#, [member, ...]]], "dead": [[id, reason, argv#]]}
@@ -66,6 +67,6 @@ each_chunk(acked, 1, function(...) call('XACK', frames, group, ...) end)
 
 call('PEXPIRE', lease, lease_ms)
 if notice ~= '' then
-  call('PUBLISH', channel, notice)
+  call(publish, channel, notice)
 end
 return 'OK'

@@ -29,17 +29,13 @@ from app.projections import codec, kinds
 from app.projections.hashes import Hash, as_str
 from app.projections.session import SessionState, finish_batch
 from app.projections.stream import START, Entry, Refused, StreamPosition, entry_of, flat_entries, fold_entries
-from app.store import hgetall_many
+from app.store import hgetall_many, is_cluster, raw_replies
 
 APPLY = lua.load(__file__, "apply.lua")
 RENEW = lua.load(__file__, "renew.lua")
 _JSON = msgspec.json.Encoder()
 DEAD_LOG_S = 10.0
 log = logging.getLogger("stock_tracker.projector")
-
-
-def _identity(response, **options):
-    return response
 
 
 class NotOwner(Exception):
@@ -70,10 +66,12 @@ class SessionProjector:
         self._inflight: asyncio.Future | None = None
         self._script = redis.register_script(APPLY.source)
         self._renew = redis.register_script(RENEW.source)
-        # Same connections, but XREADGROUP replies stay flat lists: building a dict
+        # Same servers, but XREADGROUP replies stay flat lists: building a dict
         # per entry costs more than the rest of the read.
-        self._raw = Redis(connection_pool=redis.connection_pool)
-        self._raw.set_response_callback("XREADGROUP", _identity)
+        self._raw = raw_replies(redis, "XREADGROUP")
+        # One Redis: PUBLISH; a cluster: SPUBLISH, which stays on the session's shard
+        # where PUBLISH would be copied to every node.
+        self._publish = "SPUBLISH" if is_cluster(redis) else "PUBLISH"
 
     # -- ownership and loading -------------------------------------------------
 
@@ -267,7 +265,7 @@ class SessionProjector:
             keys=fixed,
             args={
                 "expected": previous, "consumer": self.consumer, "lease_ms": self.settings.projector_lease_ms,
-                "group": K.GROUP, "channel": K.NOTIFY, "notice": notice, "body": _JSON.encode(body),
+                "group": K.GROUP, "publish": self._publish, "channel": keys.notify, "notice": notice, "body": _JSON.encode(body),
                 "ack_to": ack_to,
             },
             extra_keys=list(extra),

@@ -12,10 +12,9 @@ import logging
 import time
 
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app import sessions
+from app.store import UNAVAILABLE, detect
 from app.config import Settings
 from app.projections.projector import NotOwner, SessionProjector, consumer_name
 from app.projections.stream import has_work
@@ -65,8 +64,10 @@ async def run(redis: Redis, settings: Settings, stop: asyncio.Event | None = Non
     consumer = consumer_name()
     tasks: dict[str, asyncio.Task] = {}
     log.info("event=projector_start consumer=%s", consumer)
+    down_since: float | None = None
     while not stop.is_set():
         try:
+            await detect(redis)
             dates = await session_dates(redis)
             latest = dates[-1] if dates else None
             for date in dates:
@@ -81,8 +82,13 @@ async def run(redis: Redis, settings: Settings, stop: asyncio.Event | None = Non
                 tasks[date] = asyncio.create_task(
                     _project_session(redis, settings, date, consumer, stop, keep=date == latest)
                 )
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            log.warning("event=redis_unavailable error=%s", type(exc).__name__)
+            if down_since is not None:
+                log.info("event=redis_back down_s=%.1f", time.monotonic() - down_since)
+                down_since = None
+        except UNAVAILABLE as exc:
+            if down_since is None:  # once per outage, not once a second
+                down_since = time.monotonic()
+                log.warning("event=redis_unavailable error=%s", type(exc).__name__)
         try:
             await asyncio.wait_for(stop.wait(), timeout=1.0)
         except asyncio.TimeoutError:
@@ -115,14 +121,15 @@ async def _project_session(
         except NotOwner as exc:
             log.warning("event=lease_lost date=%s detail=%s", date, exc)
             owned = False
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            log.warning("event=redis_unavailable date=%s error=%s", date, type(exc).__name__)
+        except UNAVAILABLE as exc:
+            if owned:  # once per outage: retries meanwhile are quiet
+                log.warning("event=redis_unavailable date=%s error=%s", date, type(exc).__name__)
             owned = False
             await _sleep(stop, 0.5)
     if owned:
         try:
             await projector.release()
-        except (RedisConnectionError, RedisTimeoutError, OSError):
+        except UNAVAILABLE:
             pass
 
 
