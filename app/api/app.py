@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
@@ -17,8 +18,6 @@ import swagger_ui_bundle
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.api.auth import Verifier
 from app.api.cache import ClosedSessionCache
@@ -33,7 +32,7 @@ from app.api.ws import IpLimiter, ws_foreign, ws_index, ws_market
 from app.api.ws_subscriptions import ws_subscriptions
 from app import gctune, logs
 from app.config import Settings, load_settings
-from app.store import DEFAULT_URL, redis_from_url
+from app.store import DEFAULT_URL, REDIS_DOWN, RedisClient, redis_from_url
 
 log = logging.getLogger("stock_tracker.api")
 
@@ -47,9 +46,25 @@ async def dashboard() -> File:
     return File(STATIC / "index.html", content_disposition_type="inline", media_type="text/html")
 
 
-def _store_unavailable(request: Request, exc: Exception) -> Response:
-    log.warning("event=store_unavailable path=%s error=%s", request.url.path, type(exc).__name__)
-    return Response({"status_code": 503, "detail": "market data store unavailable, retry shortly"}, status_code=503)
+class _Outage:
+    """Logs a store outage once (its first failed request), not once per request."""
+
+    def __init__(self) -> None:
+        self.logged_at = -1e9
+
+    def __call__(self, request: Request, exc: Exception) -> Response:
+        now = time.monotonic()
+        if now - self.logged_at > OUTAGE_LOG_S:
+            log.warning("event=store_unavailable path=%s error=%s detail=%s", request.url.path, type(exc).__name__, exc)
+        self.logged_at = now
+        return Response(
+            {"status_code": 503, "detail": "market data store unavailable, retry shortly"},
+            status_code=503, headers={"Retry-After": "1"},
+        )
+
+
+# Requests failing back to back are one outage: logged again only after this much quiet.
+OUTAGE_LOG_S = 10.0
 
 
 def create_app(settings: Settings | None = None, redis: Redis | None = None) -> Litestar:
@@ -60,7 +75,7 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        client = redis or redis_from_url(settings.redis_url or DEFAULT_URL)
+        client = RedisClient.around(redis) if redis is not None else redis_from_url(settings.redis_url or DEFAULT_URL)
         live = Live(client, settings.ws_throttle_ms, settings.tape_length)
         hub = Hub(
             client,
@@ -97,7 +112,7 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
             "settings": settings, "verifier": Verifier.from_settings(settings), "limiter": IpLimiter(settings.ws_max_per_ip), "closed_cache": ClosedSessionCache(),
         }),
         dependencies=DEPENDENCIES,
-        exception_handlers={RedisConnectionError: _store_unavailable, RedisTimeoutError: _store_unavailable},
+        exception_handlers=dict.fromkeys(REDIS_DOWN, _Outage()),
         openapi_config=OpenAPIConfig(
             title="stock-tracker", version="0.1.0", path="/schema",
             # Deployments may be offline: the page's assets come from our own install.

@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 
 import msgspec
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app import keys as K
+from app.api.notices import Subscription
 from app.contracts import FeedStatus, Notice
+from app.projections.read import current_session
+from app.store import UNAVAILABLE, detect
 from app.projections.hashes import from_hash
 from app.projections.kinds import channel_kinds
 
@@ -35,6 +36,7 @@ CHANNELS = ("market", "foreign", "index")
 # Which projection changes each channel shows (the registry of kinds says).
 _KINDS = {channel: channel_kinds(channel) for channel in CHANNELS}
 CLOSE_SLOW = 4001  # the client did not read its pushes in time
+FOLLOW_S = 1.0  # how often the node checks which session is current (its notices' channel)
 _JSON = msgspec.json.Encoder()
 
 
@@ -56,12 +58,16 @@ class Client:
         self._send = send
         self._close = close
         self._state: str | None = None
+        self._offered: str | None = None
         self._control: deque[str | bytes] = deque(maxlen=8)
         self._ready = asyncio.Event()
         self.dropped = False
 
     def offer(self, payload: str) -> None:
         """Replace the waiting state: a client only ever needs the newest one."""
+        if payload is self._offered:
+            return  # the very render it already has (its first state, pushed to all as well)
+        self._offered = payload
         self._state = payload
         self._ready.set()
 
@@ -135,6 +141,9 @@ class Hub:
         self._rendering: dict[str, asyncio.Future] = {}
         self._tasks: set[asyncio.Task] = set()
         self._reader: asyncio.Task | None = None
+        self._failing: set[str] = set()  # channels whose last push could not be rendered
+        self._follow_waiters: list[asyncio.Future] = []
+        self._follow_now = asyncio.Event()
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -160,11 +169,13 @@ class Hub:
 
     async def serve(self, channel: str, client: Client) -> None:
         """Register a client, give it the current state at once, and run its writer."""
+        # Before joining: the full state a change of session sends goes to the others.
+        await self._followed()
         self.clients[channel].add(client)
         try:
             try:
                 client.offer(await self.current(channel))
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            except UNAVAILABLE as exc:
                 # Redis is away: the retried push delivers the state when it is back.
                 log.warning("event=initial_state_failed channel=%s error=%s", channel, type(exc).__name__)
                 self.notify(channel)
@@ -234,14 +245,18 @@ class Hub:
             # Notices arriving while we render schedule the next push.
             self._scheduled.pop(channel, None)
         self._last_push[channel] = time.monotonic()
-        if not self.clients[channel]:
+        if not self.clients[channel] or not self.pubsub_up:
+            # Without pub/sub the full state follows once it is back (status first).
             return
         try:
             payload = await self.current(channel)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            log.warning("event=push_failed channel=%s error=%s", channel, type(exc).__name__)
+        except UNAVAILABLE as exc:
+            if channel not in self._failing:  # once per outage
+                log.warning("event=push_failed channel=%s error=%s", channel, type(exc).__name__)
+                self._failing.add(channel)
             self._retry_later(channel)
             return
+        self._failing.discard(channel)
         self.metrics.pushes[channel] += 1
         for client in list(self.clients[channel]):
             client.offer(payload)
@@ -281,42 +296,73 @@ class Hub:
     async def _read_forever(self) -> None:
         backoff = 0.1
         while True:
-            pubsub = self.redis.pubsub()
+            sub: Subscription | None = None
             try:
-                await pubsub.subscribe(K.NOTIFY, K.FEED_STATUS_CHANNEL)
+                await detect(self.redis)
+                sub = Subscription(self.redis)
+                await sub.open(await current_session(self.redis))
                 if not self.pubsub_up:
                     self.pubsub_up = True
-                    log.info("event=pubsub_up")
+                    log.info("event=pubsub_up channel=%s", sub.channel)
                     await self._load_feed_status()
                     # Status first, then full state: notices may have been lost meanwhile.
                     self._announce()
                     self.resync()
                 backoff = 0.1
-                while True:
-                    # A timeout keeps get_message from busy-looping (timeout=0 spins).
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                    if message is not None:
-                        self._dispatch(message)
+                await self._read(sub)
             except asyncio.CancelledError:
-                await _quietly(pubsub.aclose())
+                if sub is not None:
+                    await _quietly(sub.close())
                 raise
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            except UNAVAILABLE as exc:
                 if self.pubsub_up:
                     log.warning("event=pubsub_down error=%s", type(exc).__name__)
                     self.pubsub_up = False
                     self._announce()
                 self.metrics.pubsub_reconnects += 1
-                await _quietly(pubsub.aclose())
+                if sub is not None:
+                    await _quietly(sub.close())
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
-    def _dispatch(self, message: dict) -> None:
+    async def _read(self, sub: Subscription) -> None:
+        """Dispatch messages; every FOLLOW_S (or when a client arrives), move to a new
+        current session (then full state to all)."""
+        next_check = time.monotonic() + FOLLOW_S
+        while True:
+            if not self._follow_now.is_set():
+                message = await sub.get(timeout=max(0.0, next_check - time.monotonic()), wake=self._follow_now)
+                if message is not None:
+                    self._dispatch(message, sub)
+            if time.monotonic() >= next_check or self._follow_now.is_set():
+                self._follow_now.clear()
+                waiters, self._follow_waiters = self._follow_waiters, []
+                next_check = time.monotonic() + FOLLOW_S
+                if await sub.follow(await current_session(self.redis)):
+                    log.info("event=pubsub_follow channel=%s", sub.channel)
+                    self.resync()
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_result(None)
+
+    async def _followed(self, timeout: float = 1.0) -> None:
+        """Wait (briefly) until the reader has checked which session is current: a client
+        arriving just after a new session began then gets its notices from the start."""
+        if not self.pubsub_up:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._follow_waiters.append(waiter)
+        self._follow_now.set()
+        try:
+            await asyncio.wait_for(waiter, timeout)
+        except asyncio.TimeoutError:
+            pass
+
+    def _dispatch(self, message: dict, sub: Subscription) -> None:
         channel = message.get("channel")
         data = message.get("data")
-        if isinstance(channel, bytes):
-            channel = channel.decode()
         try:
-            if channel == K.NOTIFY:
+            if sub.is_notice(channel):
                 self.on_notice(msgspec.json.decode(data, type=Notice))
             elif channel == K.FEED_STATUS_CHANNEL:
                 self._set_feed(msgspec.json.decode(data, type=FeedStatus).connected)

@@ -9,8 +9,6 @@ from litestar import Controller, Response, get
 from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import PathParameter, QueryParameter
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app import keys as K
 from app.api import metrics
@@ -20,6 +18,7 @@ from app.projections import read
 from app.projections.hashes import comma_list
 from app.schemas import DerivativesData, ForeignSummary, IndexData, MarketSnapshot, SessionStats
 from app.api.deps import RedisDep, SettingsDep, HubDep
+from app.store import REDIS_DOWN
 
 DateParam = QueryParameter(required=False, description="Session (trading date) YYYY-MM-DD; default: the current session")
 
@@ -92,8 +91,10 @@ async def healthz() -> dict[str, str]:
 async def readyz(redis: RedisDep, settings: SettingsDep) -> Response:
     try:
         await redis.ping()
+        # Reads the current session's own keys: on a cluster this fails (so: not ready)
+        # while that session's slot has no master, even if every other node answers.
         lag = await metrics.projector_lag_ms(redis)
-    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+    except (*REDIS_DOWN, OSError) as exc:
         return Response({"status": "unavailable", "redis": False, "error": type(exc).__name__}, status_code=503)
     ok = lag is None or lag <= settings.ready_max_lag_ms
     body = {"status": "ok" if ok else "lagging", "redis": True, "projector_lag_ms": lag}
