@@ -1,11 +1,17 @@
-"""Shared fixtures: a private redis-server for the whole run, a clean DB per test."""
+"""Shared fixtures: a private redis-server (and a Redis Cluster) for the whole run, a
+clean store per test.
+
+Tests that must hold on one Redis and on a cluster alike take ``redis_server`` through
+``@stores`` (``tests.stores``): each then runs twice, ``[single]`` and ``[cluster]``.
+"""
 
 from __future__ import annotations
 
 import pytest
 
-from app.store import private_redis_server, redis_from_url
+from app.store import connect, private_redis_server
 from harness.redis_binary import NoRedisServer, redis_server_binary
+from harness.redis_cluster import private_redis_cluster
 
 
 @pytest.fixture(scope="session")
@@ -17,11 +23,28 @@ def redis_binary() -> str:
 
 
 @pytest.fixture(scope="session")
-def redis_server(redis_binary):
+def single_redis(redis_binary):
     server = private_redis_server(redis_binary)
     server.start()
     yield server
     server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(redis_binary):
+    """3 masters, 3 replicas; a short node timeout so a failover takes ~2 s. Shared by
+    every test of the run: a test that kills a node starts it again (as a replica)."""
+    cluster = private_redis_cluster(redis_binary, masters=3, replicas=1, node_timeout_ms=1000)
+    cluster.start()
+    yield cluster
+    cluster.cleanup()
+
+
+@pytest.fixture(scope="session")
+def redis_server(request):
+    """The store a test runs on: one Redis unless parametrized with ``cluster``."""
+    kind = getattr(request, "param", "single")
+    return request.getfixturevalue("redis_cluster" if kind == "cluster" else "single_redis")
 
 
 @pytest.fixture
@@ -31,7 +54,7 @@ def anyio_backend():
 
 @pytest.fixture
 async def redis(redis_server):
-    client = redis_from_url(redis_server.url)
+    client = await connect(redis_server.url)
     await client.flushall()
     yield client
     await client.aclose()

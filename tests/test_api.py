@@ -19,6 +19,7 @@ from app.projections import worker
 from app.projections.read import market_snapshot
 from tests import factory as F
 from tests.apiserver import ApiServer, until
+from tests.stores import stores
 from tests.test_frames import FIXTURES
 
 pytestmark = pytest.mark.anyio
@@ -58,6 +59,7 @@ async def get(server: ApiServer, path: str) -> httpx.Response:
         return await client.get(path)
 
 
+@stores
 async def test_rest_routes_serve_the_projections(redis, settings, node):
     fixture = [l for l in (FIXTURES / "ssi_mi_messages.jsonl").read_text().splitlines() if l]
     await project(redis, settings, fixture)  # an earlier session, by date
@@ -136,6 +138,7 @@ async def recv_json(ws, timeout: float = 10.0, status: bool = False):
                     return data
 
 
+@stores
 async def test_every_channel_sends_state_at_once_then_on_change(redis, settings, node):
     await project(redis, settings, market_frames())
     expected = json.loads(msgspec.json.encode(await market_snapshot(redis)))
@@ -152,6 +155,7 @@ async def test_every_channel_sends_state_at_once_then_on_change(redis, settings,
         assert changed["derivatives"]["basis"] == 1905.0 - 1950.5
 
 
+@stores
 async def test_two_nodes_show_the_same_market(redis, settings, redis_server, node):
     with ApiServer(redis_server.url, WS_THROTTLE_MS="50") as other:
         async with websockets.connect(node.ws + "/ws/market") as a, websockets.connect(other.ws + "/ws/market") as b:
@@ -183,7 +187,7 @@ async def test_a_burst_of_notices_gives_at_most_two_pushes_with_the_final_state(
             async with redis.pipeline(transaction=False) as pipe:
                 for i in range(1, 1001):
                     pipe.hset(keys.entity("index", "VN30"), "value", repr(float(i)))
-                    pipe.publish(K.NOTIFY, notice)
+                    pipe.publish(K.SessionKeys(F.SESSION).notify, notice)
                 await pipe.execute()
             # The burst spans this many throttle windows (one on an idle machine); each may
             # end in one push, plus the first one at once.
@@ -296,7 +300,7 @@ async def test_a_client_that_never_reads_is_dropped_and_delays_nobody(redis, red
                 for i in range(1, 61):
                     await redis.hset(keys.entity("index", "VN30"), "value", repr(float(i)))
                     sent = asyncio.get_running_loop().time()
-                    await redis.publish(K.NOTIFY, notice)
+                    await redis.publish(K.SessionKeys(F.SESSION).notify, notice)
                     while (await recv_json(healthy))["indices"]["VN30"]["value"] != float(i):
                         pass
                     lags.append(asyncio.get_running_loop().time() - sent)
@@ -338,7 +342,7 @@ async def test_redis_restart_resyncs_clients_without_a_node_restart(redis_binary
                 assert (await recv_json(ws, timeout=20, status=True))["VN30"]["value"] == 1.0
                 await client.hset(keys.entity("index", "VN30"), "value", "2.0")
                 notice = msgspec.json.encode({"date": F.SESSION, "kinds": ["index"], "checkpoint": ""})
-                await client.publish(K.NOTIFY, notice)
+                await client.publish(K.SessionKeys(F.SESSION).notify, notice)
                 assert (await recv_json(ws))["VN30"]["value"] == 2.0
         await client.aclose()
     finally:

@@ -16,6 +16,7 @@ from app.ingest.run import run_simulator
 from app.sim import MarketSimulator
 from app.replay import verify
 from tests.apiserver import until
+from tests.stores import stores
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -23,6 +24,7 @@ FRAMES = 200_000
 KILLS = 20
 
 
+@stores
 async def test_sigkill_at_20_random_points_then_state_equals_a_clean_replay(redis, settings, redis_server):
     session = date(2026, 11, 25)
     sim = MarketSimulator(seed=7, start=session, activity=1.3)

@@ -727,7 +727,7 @@ async def fill_board_and_publish(redis, stop: asyncio.Event) -> None:
             return
         await redis.hset(keys.entity("index", "VN30"), mapping={"index_id": "VN30", "value": repr(float(i))})
         await redis.sadd(keys.members("index"), "VN30")
-        await redis.publish(K.NOTIFY, notice)
+        await redis.publish(K.SessionKeys(F.SESSION).notify, notice)
         await asyncio.sleep(0.01)
 
 

@@ -12,8 +12,9 @@ from app.ingest.writer import StreamWriter
 from app.projections import codec, worker
 from app.projections.session import fold, finish_batch, new_session
 from app.replay import fold_stream, live_hashes
-from app.store import redis_from_url
+from app.store import connect
 from tests import factory as F
+from tests.stores import stores
 
 SYMBOLS = ["AAA", "BBB", "VN30F2612", "41I1GC000"]
 RECEIVED = 1_795_600_000_000  # 2026-11-25 in Vietnam
@@ -75,7 +76,7 @@ def in_memory(frames_: list[str]) -> dict:
 
 
 async def _check(url: str, frames_: list[str], batch: int, kill_after: int, kill_mode: str) -> None:
-    redis = redis_from_url(url)
+    redis = await connect(url)
     try:
         await redis.flushall()
         writer = StreamWriter(redis)
@@ -119,6 +120,7 @@ async def _check(url: str, frames_: list[str], batch: int, kill_after: int, kill
         await redis.aclose()
 
 
+@stores
 @hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     frames_=frames(),

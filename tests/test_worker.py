@@ -17,6 +17,7 @@ from app.schemas import SessionRef
 from app.projections.session import fold, finish_batch, new_session
 from app.replay import fold_stream, live_hashes, verify
 from tests import factory as F
+from tests.stores import stores
 from tests.test_frames import FIXTURES
 
 pytestmark = pytest.mark.anyio
@@ -77,6 +78,7 @@ def without_checkpoint(hashes):
     return hashes
 
 
+@stores
 async def test_drain_projects_exactly_what_the_pure_fold_computes(redis, settings):
     frames = market_frames()
     await append(redis, frames)
@@ -138,6 +140,7 @@ async def test_a_worker_that_dies_after_reading_loses_nothing(redis, settings):
     assert pending["pending"] == 0
 
 
+@stores
 async def test_a_worker_that_dies_mid_batch_is_replaced_without_double_counting(redis, settings, monkeypatch):
     frames = market_frames()
     await append(redis, frames)
@@ -190,6 +193,7 @@ async def test_the_checkpoint_fences_a_worker_with_old_state(redis, settings):
         await b.flush()
 
 
+@stores
 async def test_several_sessions_in_one_history(redis, settings):
     day1 = [F.trade("ACB", 22950, 100, 100, date="24/11/2026"), F.index("VN30", 1890.0, "10:00:00", date="24/11/2026")]
     day2 = [F.trade("ACB", 23000, 700, 700), F.index("VN30", 1900.0, "10:00:00")]
@@ -256,6 +260,7 @@ async def test_close_at_three_appends_the_marker_at_15_00_vietnam_time(redis):
     assert [e[1][b"m"] for e in entries] == [b"close"]
 
 
+@stores
 async def test_retention_drops_old_sessions_never_the_current_one(redis):
     writer = StreamWriter(redis, retention_days=2)
     for day in ("20/11/2026", "22/11/2026", "23/11/2026", "25/11/2026"):
@@ -271,7 +276,7 @@ async def test_live_run_follows_new_frames_until_stopped(redis, settings):
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(redis, settings, stop))
     pubsub = redis.pubsub()
-    await pubsub.subscribe(K.NOTIFY)
+    await pubsub.subscribe(K.SessionKeys(SESSION).notify)
     await append(redis, market_frames())
     notice = None
     async with asyncio.timeout(10):
@@ -288,6 +293,7 @@ async def test_live_run_follows_new_frames_until_stopped(redis, settings):
     assert not await verify(redis, SESSION)
 
 
+@stores
 async def test_a_batch_whose_reply_was_lost_is_resent_and_lands_once(redis, caplog):
     from redis.exceptions import ConnectionError as RedisConnectionError
 

@@ -1,0 +1,34 @@
+"""On a Redis Cluster: the master of the current session dies during ingest.
+
+Its replica is promoted; ingest, projector and API recover by themselves. Afterwards the
+stream holds exactly the frames the source sent (none lost, none doubled), the fold equals
+a replay, and a WebSocket client saw the store go down, come back, then full state.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.failover import run_failover
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+
+async def test_killing_the_sessions_master_loses_and_doubles_nothing(redis_cluster):
+    result = await run_failover(redis_cluster, frames=2000, kill_after=600)
+    logs = "\n".join(result.logs)
+    assert result.stored == result.sent, (len(result.stored), len(result.sent), logs[-3000:])
+    assert result.folded == len(result.sent)
+    assert not result.replay_differences, result.replay_differences[:10]
+    events = [e for e in result.ws_events if e != "killed"]
+    after = result.ws_events[result.ws_events.index("killed"):]
+    # Down, then up, then full state: in that order, after the kill.
+    down = after.index("down")
+    up = after.index("up", down)
+    assert "state" in after[up:], result.ws_events
+    assert events[-1] == "state" and result.final_state == result.snapshot
+    assert result.retries > 0  # the writer did see the outage (and rode it out)
+    # Meanwhile: /readyz and the API said 503 with a JSON body, never 500; then 200 again.
+    assert ("/readyz", 503, True) in result.http, result.http
+    assert all(status in (200, 503) and is_json for _, status, is_json in result.http), result.http
+    assert result.http[-1][1] == 200 and [h for h in result.http if h[0] == "/readyz"][-1][1] == 200
