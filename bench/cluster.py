@@ -61,6 +61,11 @@ async def bench(n: int, seed: int, binary: str, node_timeout_ms: int) -> dict:
     results: dict = {"frames": n, "node_timeout_ms": node_timeout_ms, "load_before": os.getloadavg()}
     with private_redis_server(binary) as url:
         results["single"] = await ingest_and_fold(url, path, n)
+    # One Redis with a replica: the same WAIT and the same replication work as a cluster
+    # master, without the cluster.
+    with private_redis_server(binary) as url, private_redis_server(binary) as replica_url:
+        _follow(replica_url, url)
+        results["replicated"] = await ingest_and_fold(url, path, n)
     with private_redis_cluster(binary, masters=3, replicas=1, node_timeout_ms=node_timeout_ms) as cluster:
         results["cluster"] = await ingest_and_fold(cluster.url, path, n)
         failover = await run_failover(cluster, frames=6000, batch=20, interval_s=0.01, kill_after=2000)
@@ -78,6 +83,19 @@ async def bench(n: int, seed: int, binary: str, node_timeout_ms: int) -> dict:
     return results
 
 
+def _follow(replica_url: str, primary_url: str) -> None:
+    """Make ``replica_url`` a replica of ``primary_url`` and wait until it is in sync."""
+    from redis import Redis as SyncRedis
+
+    primary, replica = SyncRedis.from_url(primary_url), SyncRedis.from_url(replica_url)
+    replica.replicaof("127.0.0.1", primary.connection_pool.connection_kwargs["port"])
+    deadline = time.monotonic() + 30
+    while replica.info("replication").get("master_link_status") != "up":
+        if time.monotonic() > deadline:
+            raise RuntimeError("the replica did not sync")
+        time.sleep(0.05)
+
+
 def _squeeze(events: list[str]) -> str:
     """``state x12, killed, down, up, state x40``: the client's view, runs counted."""
     out: list[list] = []
@@ -90,13 +108,17 @@ def _squeeze(events: list[str]) -> str:
 
 
 def table(r: dict) -> str:
-    s, c, f = r["single"], r["cluster"], r["failover"]
+    s, c, f, p = r["single"], r["cluster"], r["failover"], r["replicated"]
     budget = r["node_timeout_ms"] / 1000 + 5
     rows = [
         ("ingest (file -> stream)", f"{c['ingest']:,.0f} frames/s", f"{s['ingest']:,.0f} frames/s (one Redis)",
          f"{c['ingest'] / s['ingest']:.2f}x", ">= 0.8x"),
         ("fold (stream -> hashes, exactly once)", f"{c['fold']:,.0f} frames/s", f"{s['fold']:,.0f} frames/s (one Redis)",
          f"{c['fold'] / s['fold']:.2f}x", ">= 0.8x"),
+        ("ingest, vs one Redis with a replica", f"{c['ingest']:,.0f} frames/s",
+         f"{p['ingest']:,.0f} frames/s (one Redis + replica, WAIT)", f"{c['ingest'] / p['ingest']:.2f}x", ""),
+        ("fold, vs one Redis with a replica", f"{c['fold']:,.0f} frames/s",
+         f"{p['fold']:,.0f} frames/s (one Redis + replica)", f"{c['fold'] / p['fold']:.2f}x", ""),
         ("failover: replica serves the slot", f"{f['promoted_s']:.1f} s", f"cluster-node-timeout {r['node_timeout_ms']} ms",
          "", ""),
         ("failover: ingest appends again", f"{f['ingest_resumed_s']:.1f} s", "", "", f"<= {budget:g} s"),

@@ -33,17 +33,28 @@ async def drain(redis: Redis, settings: Settings, dates: list[str] | None = None
     """Fold every known session until its stream is consumed; returns entries read."""
     total = 0
     for date in dates or await session_dates(redis):
-        projector = SessionProjector(redis, date, settings)
+        total += await _drain_session(redis, settings, date)
+    return total
+
+
+async def _drain_session(redis: Redis, settings: Settings, date: str) -> int:
+    projector = SessionProjector(redis, date, settings)
+    total = 0
+    while True:
         # A worker that just died still holds its lease until it expires: wait that out.
         deadline = time.monotonic() + 2 * settings.projector_lease_ms / 1000
         while not await projector.acquire():
             if time.monotonic() > deadline:
                 log.warning("event=skip_session date=%s reason=lease_held", date)
-                break
+                return total
             await asyncio.sleep(settings.projector_lease_ms / 10_000)
-        else:
+        try:
             total += await _drain_owned(projector)
-    return total
+            return total
+        except NotOwner as exc:
+            # A fold slower than the lease (a loaded machine, a short lease, a failover):
+            # take it back and go on from the checkpoint Redis holds.
+            log.warning("event=lease_lost date=%s detail=%s", date, exc)
 
 
 async def _drain_owned(projector: SessionProjector) -> int:
