@@ -170,7 +170,7 @@ class Hub:
     async def serve(self, channel: str, client: Client) -> None:
         """Register a client, give it the current state at once, and run its writer."""
         # Before joining: the full state a change of session sends goes to the others.
-        await self._followed()
+        await self.followed()
         self.clients[channel].add(client)
         try:
             try:
@@ -345,7 +345,7 @@ class Hub:
                     if not waiter.done():
                         waiter.set_result(None)
 
-    async def _followed(self, timeout: float = 1.0) -> None:
+    async def followed(self, timeout: float = 1.0) -> None:
         """Wait (briefly) until the reader has checked which session is current: a client
         arriving just after a new session began then gets its notices from the start."""
         if not self.pubsub_up:

@@ -76,6 +76,9 @@ class Live:
     async def subscribe(self, sub, topic: Topic) -> None:
         if not self.known:
             await self._set_session(await read.resolve_session(self.redis, None))
+        elif self._checking is not None and not self._checking.done():
+            # A change of session under way: the snapshot is of the session it finds.
+            await asyncio.shield(self._checking)
         await self.feeds[topic.channel].add(sub, topic)
 
     def unsubscribe(self, sub, topic: Topic) -> None:

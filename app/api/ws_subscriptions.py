@@ -217,6 +217,8 @@ async def _serve(
     session = Session(conn, live, settings, verifier)
     if by_message:
         conn.offer_control(P.reply("authenticated"))
+    # A client arriving just after a new session began subscribes to that session.
+    await hub.followed()
     writer = asyncio.create_task(hub.serve_ws(conn, settings.ws_send_timeout_s))
 
     async def read() -> None:
