@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -23,6 +22,7 @@ import msgspec
 from redis.asyncio import Redis
 
 from app import keys as K
+from app.api.delivery import CLOSE_SLOW, Close, Send, Writer  # noqa: F401 (CLOSE_SLOW: for importers)
 from app.api.notices import Subscription
 from app.contracts import FeedStatus, Notice
 from app.projections.read import current_session
@@ -35,7 +35,6 @@ log = logging.getLogger("stock_tracker.hub")
 CHANNELS = ("market", "foreign", "index")
 # Which projection changes each channel shows (the registry of kinds says).
 _KINDS = {channel: channel_kinds(channel) for channel in CHANNELS}
-CLOSE_SLOW = 4001  # the client did not read its pushes in time
 FOLLOW_S = 1.0  # how often the node checks which session is current (its notices' channel)
 _JSON = msgspec.json.Encoder()
 
@@ -51,17 +50,14 @@ class StatusMessage(msgspec.Struct, tag_field="type", tag="status", omit_default
     reason: str | None = None
 
 
-class Client:
-    """One WebSocket: a one-slot state mailbox, a few control messages, one writer."""
+class Client(Writer):
+    """One WebSocket of a seed channel: a one-slot state mailbox behind the control
+    messages (app.api.delivery)."""
 
-    def __init__(self, send: Callable[[str | bytes], Awaitable[None]], close: Callable[[int, str], Awaitable[None]]):
-        self._send = send
-        self._close = close
+    def __init__(self, send: Send, close: Close) -> None:
+        super().__init__(send, close)
         self._state: str | None = None
         self._offered: str | None = None
-        self._control: deque[str | bytes] = deque(maxlen=8)
-        self._ready = asyncio.Event()
-        self.dropped = False
 
     def offer(self, payload: str) -> None:
         """Replace the waiting state: a client only ever needs the newest one."""
@@ -71,30 +67,9 @@ class Client:
         self._state = payload
         self._ready.set()
 
-    def offer_control(self, payload: str | bytes) -> None:
-        """Queue a message that must not be replaced (feed status, heartbeat)."""
-        self._control.append(payload)
-        self._ready.set()
-
-    async def run(self, send_timeout: float) -> None:
-        """Send what arrives until cancelled; drop the client if a send blocks."""
-        while True:
-            await self._ready.wait()
-            self._ready.clear()
-            while self._control or self._state is not None:
-                if self._control:
-                    payload = self._control.popleft()
-                else:
-                    payload, self._state = self._state, None
-                try:
-                    await asyncio.wait_for(self._send(payload), send_timeout)
-                except asyncio.TimeoutError:
-                    self.dropped = True
-                    try:
-                        await asyncio.wait_for(self._close(CLOSE_SLOW, "too slow"), 1.0)
-                    except Exception:  # the socket is already unusable
-                        pass
-                    return
+    def _take(self) -> tuple[str] | None:
+        payload, self._state = self._state, None
+        return None if payload is None else (payload,)
 
 
 @dataclass
@@ -171,34 +146,30 @@ class Hub:
         """Register a client, give it the current state at once, and run its writer."""
         # Before joining: the full state a change of session sends goes to the others.
         await self.followed()
-        self.clients[channel].add(client)
+        await self._run_writer(channel, client, self.send_timeout)
+
+    async def serve_ws(self, conn: Writer, send_timeout: float) -> None:
+        """Run a /ws connection's writer; it gets status and heartbeats like the others."""
+        await self._run_writer("ws", conn, send_timeout)
+
+    async def _run_writer(self, channel: str, writer: Writer, send_timeout: float) -> None:
+        # Registered first: a push rendered meanwhile reaches it too.
+        self.clients[channel].add(writer)
         try:
-            try:
-                client.offer(await self.current(channel))
-            except UNAVAILABLE as exc:
-                # Redis is away: the retried push delivers the state when it is back.
-                log.warning("event=initial_state_failed channel=%s error=%s", channel, type(exc).__name__)
-                self.notify(channel)
+            if channel != "ws":  # a seed channel's client gets the whole state at once
+                try:
+                    writer.offer(await self.current(channel))
+                except UNAVAILABLE as exc:
+                    # Redis is away: the retried push delivers the state when it is back.
+                    log.warning("event=initial_state_failed channel=%s error=%s", channel, type(exc).__name__)
+                    self.notify(channel)
             if self._announced is not None:
-                client.offer_control(_JSON.encode(self._announced).decode())
-            await client.run(self.send_timeout)
-            if client.dropped:
+                writer.offer_control(_JSON.encode(self._announced).decode())
+            await writer.run(send_timeout)
+            if writer.dropped:
                 self.metrics.drops[channel] += 1
         finally:
-            self.clients[channel].discard(client)
-            self.departed += 1
-
-    async def serve_ws(self, conn, send_timeout: float) -> None:
-        """Run a /ws connection's writer; it gets status and heartbeats like the others."""
-        self.clients["ws"].add(conn)
-        try:
-            if self._announced is not None:
-                conn.offer_control(_JSON.encode(self._announced).decode())
-            await conn.run(send_timeout)
-            if conn.dropped:
-                self.metrics.drops["ws"] += 1
-        finally:
-            self.clients["ws"].discard(conn)
+            self.clients[channel].discard(writer)
             self.departed += 1
 
     async def current(self, channel: str) -> str:

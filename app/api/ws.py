@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -10,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from litestar import WebSocket, websocket
 
 from app.api.auth import admit_websocket
+from app.api.delivery import Pump
 from app.api.hub import Client, Hub
 
 log = logging.getLogger("stock_tracker.ws")
@@ -54,35 +54,9 @@ async def serve_channel(socket: WebSocket, channel: str) -> None:
 
 
 async def _pump(socket: WebSocket, channel: str, hub: Hub, max_message: int) -> None:
-    async def send(payload: str | bytes) -> None:
-        key = "text" if isinstance(payload, str) else "bytes"
-        await socket.send({"type": "websocket.send", key: payload})
-
-    closing: list[asyncio.Future] = []
-
-    async def close(code: int, reason: str) -> None:
-        # The hub stops waiting after a while, but the close must not be abandoned: behind
-        # unread pushes it can only go out once the client reads, and until then the
-        # connection still holds a socket and buffers on this node.
-        if not closing:
-            closing.append(asyncio.ensure_future(socket.close(code=code, reason=reason)))
-        await asyncio.shield(closing[0])
-
-    client = Client(send, close)
-    writer = asyncio.create_task(hub.serve(channel, client))
-    # Reading is how a departed client is noticed (a send-only handler never would);
-    # what clients send is otherwise ignored, within a size bound.
-    reader = asyncio.create_task(read_messages(socket, max_message))
-    try:
-        await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
-        if closing:
-            # A dropped client keeps its address's slot until its close frame is out or it
-            # is gone: released earlier, one address could pin any number of sockets.
-            await asyncio.wait({reader})
-    finally:
-        for task in (writer, reader, *closing):
-            task.cancel()
-        await asyncio.gather(writer, reader, *closing, return_exceptions=True)
+    pump = Pump(socket)
+    # What clients send is otherwise ignored, within a size bound.
+    await pump.run(hub.serve(channel, Client(pump.send, pump.close)), read_messages(socket, max_message))
 
 
 def too_big(data: str | bytes, max_message: int) -> bool:

@@ -9,15 +9,12 @@ in a short queue of their own.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections import deque
-from collections.abc import Awaitable, Callable
 
 from litestar import WebSocket, websocket
 
 from app.api import ws_protocol as P
-from app.api.hub import CLOSE_SLOW
+from app.api.delivery import Close, Pump, Send, Writer
 from app.api.feeds import STYLE, render
 from app.api.live import Live
 from app.api.auth import admit_websocket
@@ -76,48 +73,27 @@ class Sub:
         return out
 
 
-class Connection:
-    """A /ws client: its subscriptions and its writer."""
+class Connection(Writer):
+    """A /ws client: its subscriptions, and its writer (app.api.delivery)."""
 
-    def __init__(self, send: Callable[[str | bytes], Awaitable[None]], close: Callable[[int, str], Awaitable[None]]):
-        self._send = send
-        self._close = close
+    control_limit = 64
+
+    def __init__(self, send: Send, close: Close) -> None:
+        super().__init__(send, close)
         self.subs: dict[P.Topic, Sub] = {}
-        self._control: deque[str | bytes] = deque(maxlen=64)
         self._due: dict[Sub, None] = {}  # subscriptions with something to send, in order
-        self._ready = asyncio.Event()
-        self.dropped = False
 
     def wake(self, sub: Sub) -> None:
         self._due[sub] = None
         self._ready.set()
 
-    def offer_control(self, payload: str | bytes) -> None:
-        self._control.append(payload)
-        self._ready.set()
-
-    async def run(self, send_timeout: float) -> None:
-        """Send what arrives until cancelled; close the client if a send blocks."""
-        while True:
-            await self._ready.wait()
-            self._ready.clear()
-            while self._control or self._due:
-                if self._control:
-                    batch = [self._control.popleft()]
-                else:
-                    sub = next(iter(self._due))
-                    del self._due[sub]
-                    batch = sub.take() if sub.live else []
-                for payload in batch:
-                    try:
-                        await asyncio.wait_for(self._send(payload), send_timeout)
-                    except asyncio.TimeoutError:
-                        self.dropped = True
-                        try:
-                            await asyncio.wait_for(self._close(CLOSE_SLOW, "too slow"), 1.0)
-                        except Exception:  # the socket is already unusable
-                            pass
-                        return
+    def _take(self) -> list[str] | None:
+        due = self._due
+        if not due:
+            return None
+        sub = next(iter(due))
+        del due[sub]
+        return sub.take() if sub.live else []
 
 
 class Session:
@@ -202,24 +178,13 @@ async def ws_subscriptions(socket: WebSocket) -> None:
 async def _serve(
     socket: WebSocket, hub, live: Live, settings, verifier, by_message: bool, first: str | bytes | None
 ) -> None:
-    async def send(payload: str | bytes) -> None:
-        key = "text" if isinstance(payload, str) else "bytes"
-        await socket.send({"type": "websocket.send", key: payload})
-
-    closing: list[asyncio.Future] = []
-
-    async def close(code: int, reason: str) -> None:
-        if not closing:
-            closing.append(asyncio.ensure_future(socket.close(code=code, reason=reason)))
-        await asyncio.shield(closing[0])
-
-    conn = Connection(send, close)
+    pump = Pump(socket)
+    conn = Connection(pump.send, pump.close)
     session = Session(conn, live, settings, verifier)
     if by_message:
         conn.offer_control(P.reply("authenticated"))
     # A client arriving just after a new session began subscribes to that session.
     await hub.followed()
-    writer = asyncio.create_task(hub.serve_ws(conn, settings.ws_send_timeout_s))
 
     async def read() -> None:
         if first is not None:
@@ -229,13 +194,7 @@ async def _serve(
             await session.handle(first)
         await read_messages(socket, settings.ws_max_message_bytes, session.handle)
 
-    reader = asyncio.create_task(read())
     try:
-        await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
-        if closing:
-            await asyncio.wait({reader})
+        await pump.run(hub.serve_ws(conn, settings.ws_send_timeout_s), read())
     finally:
         session.close()
-        for task in (writer, reader, *closing):
-            task.cancel()
-        await asyncio.gather(writer, reader, *closing, return_exceptions=True)
