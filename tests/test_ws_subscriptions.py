@@ -218,6 +218,38 @@ async def test_auth_by_the_first_message(redis, settings, redis_server):
             assert (await recv(ws))["type"] == "snapshot"
 
 
+async def test_a_subscription_made_while_redis_is_away_gets_unavailable_then_its_snapshot(redis_binary):
+    from app.config import Settings
+    from app.store import connect, private_redis_server
+
+    store = private_redis_server(redis_binary, appendonly=True)  # the same data after a restart
+    store.start()
+    try:
+        client = await connect(store.url)
+        try:
+            await project(client, Settings(redis_url=store.url, projector_block_ms=50), base_frames())
+        finally:
+            await client.aclose()
+        with ApiServer(store.url, WS_THROTTLE_MS="50") as node:
+            async with websockets.connect(node.ws + "/ws") as ws:
+                await send(ws, op="subscribe", channel="indices")
+                assert (await recv(ws))["type"] == "snapshot"
+                store.stop()
+                key = {"channel": "board", "symbols": ["ACB"]}
+                await send(ws, op="subscribe", **key)
+                error = await recv(ws)
+                assert (error["type"], error["code"], error["key"]) == ("error", "unavailable", key), error
+                await send(ws, op="subscribe", channel="weather")  # the socket is open and answers
+                assert (await recv(ws))["code"] == "unknown_channel"
+                store.start()
+                while (message := await recv(ws, timeout=30))["channel"] != "board":
+                    assert message["channel"] == "indices"  # its fresh snapshot, Redis being back
+                assert (message["type"], message["seq"], message["key"]) == ("snapshot", 0, key)
+                assert message["data"]["ACB"]["last_price"] == 22950
+    finally:
+        store.cleanup()
+
+
 # -- one node in this process: a client that does not read --------------------------------
 
 

@@ -9,6 +9,7 @@ in a short queue of their own.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from litestar import WebSocket, websocket
@@ -18,9 +19,11 @@ from app.api.delivery import Close, Pump, Send, Writer
 from app.api.feeds import STYLE, render
 from app.api.live import Live
 from app.api.auth import admit_websocket
+from app.store import UNAVAILABLE
 from app.api.ws import CLOSE_TOO_BIG, CLOSE_TRY_LATER, read_messages, too_big
 
 log = logging.getLogger("stock_tracker.ws")
+RETRY_S, RETRY_MAX_S = 0.25, 2.0  # a subscription made while Redis is away tries again
 
 class Sub:
     """One subscription of one connection."""
@@ -104,6 +107,7 @@ class Session:
         self.live = live
         self.settings = settings
         self.verifier = verifier
+        self._retries: set[asyncio.Task] = set()
 
     async def handle(self, text: str | bytes) -> None:
         try:
@@ -132,10 +136,34 @@ class Session:
         sub = subs[op.topic] = Sub(self.conn, op.topic, op.key)
         try:
             await self.live.subscribe(sub, op.topic)
+        except UNAVAILABLE:
+            # Redis is away: the client is told, the subscription stays (it counts, and can
+            # be unsubscribed), and its snapshot follows once Redis answers again.
+            self.conn.offer_control(P.error(P.ProtocolError(
+                "unavailable", "the store is unavailable: the snapshot follows when it is back", op.key
+            )))
+            task = asyncio.create_task(self._subscribe_later(sub))
+            self._retries.add(task)
+            task.add_done_callback(self._retries.discard)
         except BaseException:
             subs.pop(op.topic, None)
             sub.live = False
             raise
+
+    async def _subscribe_later(self, sub: Sub) -> None:
+        delay = RETRY_S
+        while True:
+            await asyncio.sleep(delay)
+            if not sub.live:  # unsubscribed, or subscribed again, meanwhile
+                return
+            try:
+                await self.live.subscribe(sub, sub.topic)
+            except UNAVAILABLE:
+                delay = min(2 * delay, RETRY_MAX_S)
+                continue
+            if not sub.live:  # unsubscribed while its snapshot was read
+                self.live.unsubscribe(sub, sub.topic)
+            return
 
     def _unsubscribe(self, op: P.Op) -> None:
         sub = self.conn.subs.get(op.topic)
@@ -150,6 +178,8 @@ class Session:
         self.live.unsubscribe(sub, sub.topic)
 
     def close(self) -> None:
+        for task in self._retries:
+            task.cancel()
         for sub in list(self.conn.subs.values()):
             self._drop(sub)
 
