@@ -22,6 +22,7 @@ from app.frames import (
 )
 from app.futures import is_vn30_future
 from app.projections import derivatives, foreign, history, indices, quotes, trades
+from app.projections.foreign_top import ForeignTop
 
 PROJECTED = frozenset({"X-QUOTE", "X-TRADE", "X", "R", "MI", "F"})
 
@@ -59,6 +60,9 @@ class SessionState(msgspec.Struct, kw_only=True):
     index_bars: dict[str, history.Series] = msgspec.field(default_factory=dict)
     basis_line: history.Series = msgspec.field(default_factory=history.Series)
     tape_length: int = history.TAPE_LENGTH
+    # The day's history kinds (candles, tape, foreign minutes, index bars, basis line)
+    # are folded; False only in bench/core, to measure what they cost the fold.
+    history: bool = True
     # The active futures contract (largest session volume), kept as trades come in;
     # None until first needed, then found once from the loaded stats.
     active_future: str | None = None
@@ -66,6 +70,10 @@ class SessionState(msgspec.Struct, kw_only=True):
     dirty: set[tuple[str, str]] = msgspec.field(default_factory=set)
     # Derived views are recomputed once per batch, not per frame.
     stale_views: bool = False
+    # The foreign summary's index (built from ``foreign`` when first needed, so a loaded
+    # session has it too) and the symbols whose foreign state changed since it was updated.
+    foreign_top: ForeignTop | None = None
+    foreign_changed: set[str] = msgspec.field(default_factory=set)
     # The session date as the feed spells it (dd/MM/yyyy), once seen: a cheap check.
     wire_date: str | None = None
 
@@ -127,7 +135,14 @@ def finish_batch(state: SessionState) -> None:
     if deriv != state.derivatives:
         state.derivatives = deriv
         state.dirty.add(("derivatives", ""))
-    summary = foreign.summarize(state.foreign) if state.foreign else None
+    # Only the symbols changed since the last batch are re-ranked (ForeignTop equals
+    # foreign.summarize over them all).
+    if state.foreign_top is None:
+        state.foreign_top = ForeignTop(state.foreign)
+    else:
+        state.foreign_top.update(state.foreign, state.foreign_changed)
+    state.foreign_changed.clear()
+    summary = state.foreign_top.summary()
     if summary != state.foreign_summary:
         state.foreign_summary = summary
         state.dirty.add(("foreign_summary", ""))
@@ -190,9 +205,10 @@ def _apply(state: SessionState, frame: Frame) -> None:
         previous = state.foreign.get(sym)
         deltas = foreign.minute_deltas(previous, msg) if previous is not None else None
         state.foreign[sym] = foreign.apply_foreign(previous, window, msg, t, iso_time(state.meta.date, t))
+        state.foreign_changed.add(sym)
         state.dirty.add(("foreign", sym))
         state.dirty.add(("flow", sym))
-        if deltas is not None and any(deltas):
+        if deltas is not None and state.history and any(deltas):
             series = state.foreign_minutes.get(sym)
             if series is None:
                 series = state.foreign_minutes[sym] = history.Series()
@@ -214,13 +230,16 @@ def _apply(state: SessionState, frame: Frame) -> None:
         )
         state.dirty.add(("index", idx))
         state.dirty.add(("intraday", idx))
+        if idx == derivatives.VN30:
+            state.stale_views = True
+        if not state.history:
+            return
         bars = state.index_bars.get(idx)
         if bars is None:
             bars = state.index_bars[idx] = history.Series()
         history.add_index_bar(bars, t, msg.index_value, int(msg.total_qtty or 0))
         state.dirty.add(("index_bars", idx))
         if idx == derivatives.VN30:
-            state.stale_views = True
             _record_basis(state, t)
     elif isinstance(msg, StatusMsg):
         _event_time(state, msg, required=False)
@@ -267,12 +286,12 @@ def _apply_security(state: SessionState, msg: SecurityMsg, data_type: str) -> No
         event_time = iso_time(state.meta.date, t) if t is not None else None
         value = trades.record_trade(stats, msg, trades.Trade(volume, price, side), event_time, futures)
         state.dirty.add(("stats", sym))
-        if t is not None:  # a trade without Time has no minute: totals only
+        if t is not None and state.history:  # a trade without Time has no minute: totals only
             _record_trade_history(state, sym, t, price, volume, value, side, msg.side, stats.trades)
         if futures:
             state.stale_views = True
             _track_active(state, sym)
-            if t is not None and state.active_future == sym:
+            if t is not None and state.history and state.active_future == sym:
                 _record_basis(state, t)
     if data_type in ("X-QUOTE", "X"):
         changed = quotes.apply_book(quote, msg)
