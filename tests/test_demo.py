@@ -320,7 +320,7 @@ async def test_the_page_shows_the_simulated_badge_and_clock(redis, settings, tmp
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             await page.goto(demo.api_url)
             badge = page.locator("#sim-badge")
-            await badge.wait_for(state="visible", timeout=10_000)
+            await badge.wait_for(state="visible", timeout=30_000)
             assert "MÔ PHỎNG" in await badge.inner_text()
             assert str(demo.plan.date.strftime("%d/%m/%Y")) in await badge.get_attribute("title")
             # The badge's clock is the newest simulated event time, HH:MM:SS, and it ticks.
@@ -328,11 +328,11 @@ async def test_the_page_shows_the_simulated_badge_and_clock(redis, settings, tmp
                 """() => {
                     const v = document.querySelector("#sim-clock").dataset.value;
                     return v && v === document.querySelector("#last-update").dataset.value ? v : null;
-                }""", timeout=10_000)
+                }""", timeout=30_000)
             first = await first.json_value()
             assert first.startswith(str(demo.plan.date)) and first[11:19] >= "09:17:00"
             await page.wait_for_function("(v) => document.querySelector('#sim-clock').dataset.value > v",
-                                         arg=first, timeout=10_000)
+                                         arg=first, timeout=30_000)
             shown, latest = await page.evaluate(
                 "() => { const n = document.querySelector('#sim-clock'); return [n.textContent, n.dataset.value]; }")
             assert shown == latest[11:19]  # HH:MM:SS of the newest event
