@@ -207,6 +207,10 @@ async def test_auth_by_the_first_message(redis, settings, redis_server):
             assert await recv(ws) == {"type": "authenticated"}
             await send(ws, op="subscribe", channel="indices")
             assert (await recv(ws))["data"]["VN30"]["value"] == 1900.0
+            await send(ws, op="auth", token="wrong")  # a later auth is checked too
+            assert (await recv(ws))["code"] == "unauthorized"
+            await send(ws, op="subscribe", channel="foreign")  # and the socket stays open
+            assert (await recv(ws))["channel"] == "foreign"
         for first in ({"op": "auth", "token": "wrong"}, {"op": "subscribe", "channel": "indices"}):
             async with websockets.connect(server.ws + "/ws") as ws:
                 await send(ws, **first)
@@ -216,6 +220,31 @@ async def test_auth_by_the_first_message(redis, settings, redis_server):
         async with websockets.connect(server.ws + "/ws?token=s3cret") as ws:
             await send(ws, op="subscribe", channel="indices")
             assert (await recv(ws))["type"] == "snapshot"
+
+
+async def test_limits_message_size_and_sockets_per_address(redis, settings, redis_server):
+    await project(redis, settings, base_frames())
+    with ApiServer(redis_server.url, WS_MAX_PER_IP="2", WS_MAX_MESSAGE_BYTES="512") as server:
+        async with websockets.connect(server.ws + "/ws") as ws:  # the first message is bounded too
+            await send(ws, op="subscribe", channel="board", symbols=[f"S{i:03d}" for i in range(100)])
+            with pytest.raises(ConnectionClosed) as closed:
+                await recv(ws)
+            assert closed.value.rcvd.code == 1009
+        async with websockets.connect(server.ws + "/ws") as a, websockets.connect(server.ws + "/ws") as b:
+            for ws in (a, b):
+                await send(ws, op="subscribe", channel="indices")
+                assert (await recv(ws))["type"] == "snapshot"
+            async with websockets.connect(server.ws + "/ws") as third:
+                await send(third, op="subscribe", channel="indices")
+                with pytest.raises(ConnectionClosed) as closed:
+                    await recv(third)
+                assert closed.value.rcvd.code == 1013
+            await a.send(json.dumps({"op": "subscribe", "channel": "trades", "symbol": "ACB", "pad": "x" * 600}))
+            with pytest.raises(ConnectionClosed) as closed:
+                await recv(a)
+            assert closed.value.rcvd.code == 1009
+            await send(b, op="subscribe", channel="foreign")  # the other socket is untouched
+            assert (await recv(b))["channel"] == "foreign"
 
 
 async def test_a_subscription_made_while_redis_is_away_gets_unavailable_then_its_snapshot(redis_binary):
