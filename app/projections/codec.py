@@ -107,37 +107,79 @@ class Changes(NamedTuple):
 
 
 def diff(
-    state: SessionState, keys: SessionKeys, written: dict[str, Hash], members: dict[str, set[str]]
+    state: SessionState, keys: SessionKeys, written: dict[str, Hash], members: dict[str, set[str]],
+    snapshots: dict[str, tuple] | None = None,
 ) -> Changes:
     """The changes of ``state.dirty`` against what was written last (both updated), then
-    clears the dirty set."""
+    clears the dirty set.
+
+    ``written`` holds the last written fields of each key (as loaded from Redis); a kind
+    with a ``delta`` is diffed by value instead, against the snapshot of the value last
+    written (``snapshots``, kept from the first write on), which encodes only the changed
+    fields. Both give the same changes.
+    """
     changes = Changes([], [], [], [], set())
+    if snapshots is None:
+        snapshots = {}
     for kind, name in sorted(state.dirty):
         changes.kinds.add(kind)
         series = BY_NAME[kind]
         if series.changed is not None:
             _series_changes(state, keys, series, name, changes)
             continue
-        for key, fields in encode(state, keys, kind, name):
-            old = written.get(key, {})
-            if not fields:
-                if old:
-                    changes.delete.append(key)
-                    written.pop(key, None)
-                continue
-            changed = [x for f, v in fields.items() if old.get(f) != v for x in (f, v)]
-            removed = [f for f in old if f not in fields]
-            if changed:
-                changes.hset.append((key, changed))
-            if removed:
-                changes.hdel.append((key, removed))
-            written[key] = fields
+        if series.delta is None or not _value_changes(state, keys, series, name, changes, written, snapshots):
+            _hash_changes(state, keys, kind, name, changes, written)
         set_name = member_of(kind)
         if set_name and name not in members.setdefault(set_name, set()):
             members[set_name].add(name)
             changes.sadd.append((keys.members(set_name), [name]))
     state.dirty.clear()
     return changes
+
+
+def _value_changes(
+    state: SessionState, keys: SessionKeys, kind: Kind, name: str, changes: Changes,
+    written: dict[str, Hash], snapshots: dict[str, tuple],
+) -> bool:
+    """Diff by value against the last written snapshot; False when there is none yet (or
+    no value: the key is deleted), for the caller to diff the encoded hash."""
+    key = key_of(keys, kind, kind.segments[0], name)
+    value = value_of(state, kind, name)
+    before = snapshots.get(key)
+    if value is None:
+        snapshots.pop(key, None)
+        if before is not None:  # written since loaded: a key of ours, whatever ``written`` says
+            written[key] = {"": ""}
+        return False
+    now = kind.snapshot(value)
+    snapshots[key] = now
+    if before is None:
+        return False
+    changed, removed = kind.delta(value, now, before)
+    if changed:
+        changes.hset.append((key, changed))
+    if removed:
+        changes.hdel.append((key, removed))
+    return True
+
+
+def _hash_changes(
+    state: SessionState, keys: SessionKeys, kind: str, name: str, changes: Changes, written: dict[str, Hash]
+) -> None:
+    for key, fields in encode(state, keys, kind, name):
+        old = written.get(key, {})
+        if not fields:
+            if old:
+                changes.delete.append(key)
+                written.pop(key, None)
+            continue
+        changed = [x for f, v in fields.items() if old.get(f) != v for x in (f, v)]
+        removed = [f for f in old if f not in fields]
+        if changed:
+            changes.hset.append((key, changed))
+        if removed:
+            changes.hdel.append((key, removed))
+        written[key] = fields
 
 
 def _series_changes(state: SessionState, keys: SessionKeys, kind: Kind, name: str, changes: Changes) -> None:
@@ -151,6 +193,16 @@ def _series_changes(state: SessionState, keys: SessionKeys, kind: Kind, name: st
         changes.hset.append((key, [x for item in fields.items() for x in item]))
     if gone:
         changes.hdel.append((key, gone))
+
+
+def field_count(changes: Changes) -> int:
+    """The fields (and keys, members) a write sets or deletes: what its script call costs."""
+    return (
+        sum(len(fields) for _, fields in changes.hset) // 2
+        + sum(len(fields) for _, fields in changes.hdel)
+        + len(changes.delete)
+        + sum(len(names) for _, names in changes.sadd)
+    )
 
 
 def shown(kinds: Iterable[str]) -> bool:

@@ -13,7 +13,7 @@ import msgspec
 
 from app.store import as_str
 
-__all__ = ["Hash", "as_str", "comma_list", "from_hash", "hms", "text", "to_hash"]
+__all__ = ["Hash", "as_str", "changed_fields", "comma_list", "from_hash", "hms", "snapshot", "text", "to_hash"]
 
 Hash = dict[str, str]
 
@@ -49,6 +49,35 @@ def to_hash(obj: msgspec.Struct) -> Hash:
 _astuple = msgspec.structs.astuple
 
 
+def snapshot(obj: msgspec.Struct) -> tuple:
+    """The struct's field values as they stand now, to diff a later state against (lists
+    copied: a list changed in place must not look unchanged)."""
+    values = _astuple(obj)
+    if type(obj) in _HAS_LISTS:
+        values = tuple(list(v) if type(v) is list else v for v in values)
+    return values
+
+
+def changed_fields(obj: msgspec.Struct, now: tuple, before: tuple) -> tuple[list[str], list[str]]:
+    """([field, text, ...] set, [field, ...] deleted) from ``before`` to ``now`` (snapshots
+    of ``obj``'s type): only the fields whose value changed are encoded, as to_hash would."""
+    changed: list[str] = []
+    removed: list[str] = []
+    for name, value, old in zip(obj.__struct_fields__, now, before):
+        kind = type(value)
+        if value is old or (value == old and kind is type(old)):
+            continue
+        if kind is int or kind is str:
+            changed += (name, str(value))
+        elif kind is float:
+            changed += (name, repr(value))
+        elif value is not None:
+            changed += (name, text(value))
+        else:
+            removed.append(name)
+    return changed, removed
+
+
 def comma_list(value: str | bytes | None) -> list[str]:
     """A stored comma list (``"VNM,FPT"``) back as names; empty entries dropped."""
     return [x for x in as_str(value).split(",") if x] if value else []
@@ -61,6 +90,13 @@ def _list_fields(cls: type) -> frozenset[str]:
 
 
 _LISTS: dict[type, frozenset[str]] = {}
+_HAS_LISTS: set[type] = set()
+
+
+def note_lists(cls: type) -> None:
+    """Say that ``cls`` has list fields (snapshot() then copies them)."""
+    if _list_fields(cls):
+        _HAS_LISTS.add(cls)
 
 
 def from_hash(data: dict, cls: type) -> Any:

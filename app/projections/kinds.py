@@ -19,7 +19,7 @@ from typing import Any
 
 from app.clock import parse_hms
 from app.projections import derivatives, foreign, history, indices, quotes, trades
-from app.projections.hashes import Hash, as_str, from_hash, hms, to_hash, text
+from app.projections.hashes import Hash, as_str, changed_fields, from_hash, hms, note_lists, snapshot, to_hash, text
 from app.projections.session import SessionMeta
 
 Encode = Callable[[Any], dict[str, Hash]]
@@ -45,9 +45,16 @@ class Kind:
     # Series (one hash field per minute or trade): a batch writes only the fields it
     # changed, without diffing the whole hash against the last write.
     changed: Changed | None = None
+    # Single-segment kinds may diff by value: snapshot(value) -> tuple, and
+    # delta(value, snapshot now, snapshot last written) -> ([field, text, ...], [field, ...]),
+    # so a batch encodes only the fields that changed, not the whole hash to compare it.
+    snapshot: Callable[[Any], tuple] | None = None
+    delta: Callable[[Any, tuple, tuple], tuple[list[str], list[str]]] | None = None
 
 
 def _struct(segment: str, cls: type) -> tuple[Encode, Decode]:
+    note_lists(cls)
+
     def encode(value: Any) -> dict[str, Hash]:
         return {segment: to_hash(value)}
 
@@ -93,21 +100,25 @@ def _decode_intraday(hashes: dict[str, Hash]) -> dict[int, float]:
     return {parse_hms(as_str(k) + ":00"): float(as_str(v)) for k, v in raw.items()}
 
 
-QUOTE = Kind("quote", "quotes", ("quote",), _encode_quote, _decode_quote, member_set="quote")
+_BY_VALUE = {"snapshot": snapshot, "delta": changed_fields}
+QUOTE = Kind(
+    "quote", "quotes", ("quote",), _encode_quote, _decode_quote, member_set="quote",
+    snapshot=quotes.snapshot, delta=quotes.changed_fields,
+)
 STATS = Kind(
     "stats", "stats", ("stats",), *_struct("stats", trades.SymbolStats), member_set="stats",
-    routes=("/api/market/snapshot", "/api/market/trade-analysis/{symbol}"),
+    routes=("/api/market/snapshot", "/api/market/trade-analysis/{symbol}"), **_BY_VALUE,
 )
 FOREIGN = Kind(
     "foreign", "foreign", ("foreign",), *_struct("foreign", foreign.ForeignState), member_set="foreign",
-    channels=frozenset({"market", "foreign"}), routes=("/api/market/snapshot", "/api/market/foreign"),
+    channels=frozenset({"market", "foreign"}), routes=("/api/market/snapshot", "/api/market/foreign"), **_BY_VALUE,
 )
 FLOW = Kind(
     "flow", "flows", ("fbuy", "fsell"), _encode_flow, _decode_flow, member_set="foreign", owns_members=False,
 )
 INDEX = Kind(
     "index", "indices", ("index",), *_struct("index", indices.IndexState), member_set="index",
-    channels=frozenset({"market", "index"}), routes=("/api/market/snapshot", "/api/market/indices"),
+    channels=frozenset({"market", "index"}), routes=("/api/market/snapshot", "/api/market/indices"), **_BY_VALUE,
 )
 INTRADAY = Kind(
     "intraday", "intraday", ("intraday",), _encode_intraday, _decode_intraday, member_set="index",
@@ -219,7 +230,7 @@ BASIS_LINE = Kind(
 
 # The fold's own counters and checkpoint: written with every batch, shown by no channel.
 META = Kind(
-    "meta", "meta", ("meta",), *_struct("meta", SessionMeta), per_entity=False, channels=frozenset(),
+    "meta", "meta", ("meta",), *_struct("meta", SessionMeta), per_entity=False, channels=frozenset(), **_BY_VALUE,
 )
 
 # In load and write order: a dependent kind after the kind whose names it shares.

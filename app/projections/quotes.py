@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import msgspec
+import orjson
 
 from app.frames import BOOK_DEPTH, SecurityMsg, StatusMsg
 
@@ -13,7 +14,7 @@ class QuoteState(msgspec.Struct, kw_only=True):
     """Latest quote of one symbol (the seed's SSIQuoteMessage, up to 10 levels a side).
 
     Levels are kept as 10-tuples (0.0 = empty level) so a new book is compared and
-    stored with a few tuple operations; the hash shows them as ``bid_price_1`` etc.
+    stored with a few tuple operations; the hash shows each side as one JSON field.
     """
 
     symbol: str
@@ -43,6 +44,7 @@ assert SecurityMsg.__struct_fields__[_FIRST : _FIRST + 4 * BOOK_DEPTH : BOOK_DEP
 )
 _BOOK = slice(_FIRST, _FIRST + 4 * BOOK_DEPTH)
 _astuple = msgspec.structs.astuple
+_dumps = orjson.dumps
 
 
 def best_bid_ask(quote: QuoteState | None) -> tuple[float, float]:
@@ -105,19 +107,61 @@ def _apply_common(quote: QuoteState, msg: SecurityMsg) -> bool:
 
 
 def to_hash(quote: QuoteState) -> dict[str, str]:
-    """Flat, readable fields: ``bid_price_1``.. ``ask_vol_10``; empty levels left out."""
+    """Readable fields: the scalars, and each side of the book as one field, ``bid`` and
+    ``ask``: a JSON array of ``[price, volume]`` levels up to the last non-empty one (an
+    empty level inside it is ``[0.0, 0.0]``; a side with no level is left out). One field a
+    side, not two a level: a changed book costs one encode and one field per side."""
     out: dict[str, str] = {}
     for name in SCALAR_FIELDS:
         value = getattr(quote, name)
         if value is not None:
-            out[name] = repr(value) if isinstance(value, float) else str(value)
+            out[name] = repr(value) if type(value) is float else str(value)
     for side, prices_attr, vols_attr in SIDES:
-        prices, vols = getattr(quote, prices_attr), getattr(quote, vols_attr)
-        for i in range(BOOK_DEPTH):
-            if prices[i] or vols[i]:
-                out[f"{side}_price_{i + 1}"] = repr(prices[i])
-                out[f"{side}_vol_{i + 1}"] = repr(vols[i])
+        text = _side(getattr(quote, prices_attr), getattr(quote, vols_attr))
+        if text is not None:
+            out[side] = text
     return out
+
+
+def _side(prices: tuple[float, ...], vols: tuple[float, ...]) -> str | None:
+    n = BOOK_DEPTH
+    while n and not (prices[n - 1] or vols[n - 1]):
+        n -= 1
+    return _dumps([[prices[i], vols[i]] for i in range(n)]).decode() if n else None
+
+
+_FIELDS = QuoteState.__struct_fields__
+_SCALARS = tuple((name, _FIELDS.index(name)) for name in SCALAR_FIELDS)
+_SIDE_AT = tuple((side, _FIELDS.index(p), _FIELDS.index(v)) for side, p, v in SIDES)
+
+
+def snapshot(quote: QuoteState) -> tuple:
+    """The quote as it stands (every value immutable), to diff a later one against."""
+    return _astuple(quote)
+
+
+def changed_fields(quote: QuoteState, now: tuple, before: tuple) -> tuple[list[str], list[str]]:
+    """([field, text, ...] set, [field, ...] deleted) between two snapshots: only what
+    changed is encoded (a side whose levels are the same tuples costs nothing)."""
+    changed: list[str] = []
+    removed: list[str] = []
+    for name, i in _SCALARS:
+        value, old = now[i], before[i]
+        if value is old or (value == old and type(value) is type(old)):
+            continue
+        if value is None:
+            removed.append(name)
+        else:
+            changed += (name, repr(value) if type(value) is float else str(value))
+    for side, p, v in _SIDE_AT:
+        if now[p] == before[p] and now[v] == before[v]:
+            continue
+        text = _side(now[p], now[v])
+        if text is None:
+            removed.append(side)
+        else:
+            changed += (side, text)
+    return changed, removed
 
 
 def from_hash(fields: dict[str, str]) -> QuoteState:
@@ -125,13 +169,21 @@ def from_hash(fields: dict[str, str]) -> QuoteState:
     scalars = {k: v for k, v in fields.items() if k in SCALAR_FIELDS}
     quote = msgspec.convert(scalars, QuoteState, strict=False)
     for side, prices_attr, vols_attr in SIDES:
-        prices = [0.0] * BOOK_DEPTH
-        vols = [0.0] * BOOK_DEPTH
-        for i in range(BOOK_DEPTH):
-            p = fields.get(f"{side}_price_{i + 1}")
-            if p is not None:
-                prices[i] = float(p)
-                vols[i] = float(fields.get(f"{side}_vol_{i + 1}", "0.0"))
+        levels = orjson.loads(fields[side]) if side in fields else _legacy_levels(fields, side)
+        prices = [float(p) for p, _ in levels] + [0.0] * (BOOK_DEPTH - len(levels))
+        vols = [float(v) for _, v in levels] + [0.0] * (BOOK_DEPTH - len(levels))
         setattr(quote, prices_attr, tuple(prices))
         setattr(quote, vols_attr, tuple(vols))
     return quote
+
+
+def _legacy_levels(fields: dict[str, str], side: str) -> list[list[float]]:
+    """A side written as two fields a level (``bid_price_1``, ``bid_vol_1``, ...) by
+    earlier versions; the next write of the quote replaces them by the one field."""
+    levels: list[list[float]] = []
+    for i in range(BOOK_DEPTH):
+        p = fields.get(f"{side}_price_{i + 1}")
+        if p is not None:
+            levels += [[0.0, 0.0]] * (i - len(levels))
+            levels.append([float(p), float(fields.get(f"{side}_vol_{i + 1}", "0.0"))])
+    return levels
