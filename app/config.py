@@ -26,6 +26,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     projector_batch: int = 1000
     projector_block_ms: int = 1000
     projector_lease_ms: int = 10_000
+    # A batch changing more fields than this is written in several script calls (each
+    # atomic, with its own checkpoint), so no call holds Redis more than a few ms.
+    projector_write_fields: int = 2000
     ingest_max_batch: int = 1000
     ws_throttle_ms: int = 100
     ws_token: str = ""  # one more static token (the seed's name), for REST and WebSockets alike

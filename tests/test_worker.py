@@ -162,6 +162,55 @@ async def test_a_worker_that_dies_mid_batch_is_replaced_without_double_counting(
     assert without_checkpoint(await live_hashes(redis, SESSION)) == expected_hashes(frames)
 
 
+@stores
+async def test_a_read_ahead_redis_runs_late_is_not_lost_when_the_worker_takes_its_lease_back(redis, settings):
+    """The worker fails mid-batch while its read of the next batch is on the wire; it takes
+    its lease back at once. Redis runs that read only later (a loaded network): the entries
+    it delivers must still be folded, not left pending behind a checkpoint that passed them."""
+    frames = market_frames()
+    await append(redis, frames)
+    s = settings.__class__(**{**{f: getattr(settings, f) for f in settings.__struct_fields__}, "projector_batch": 4})
+    projector = worker.SessionProjector(redis, SESSION, s, consumer="first")
+    assert await projector.acquire()
+    read, apply = projector._read, projector.apply
+    late = asyncio.Event()
+
+    wire: list[asyncio.Future] = []
+
+    async def read_late(block_ms):
+        # Sent now, run by Redis later: cancelling the caller does not stop it.
+        async def on_the_wire():
+            await late.wait()
+            return await read(block_ms)
+        wire.append(asyncio.ensure_future(on_the_wire()))
+        return await asyncio.shield(wire[0])
+
+    async def fail(batch):
+        raise ConnectionError("lost mid-batch")
+
+    reads = iter([read, read_late])  # the batch now, the read ahead late
+    projector._read = lambda block_ms: next(reads)(block_ms)  # type: ignore[method-assign]
+    projector.apply = fail  # type: ignore[method-assign]
+    with pytest.raises(ConnectionError):
+        await projector.step(block_ms=0)  # the first batch, and the read ahead sent
+    projector._read, projector.apply = read, apply  # type: ignore[method-assign]
+    claim = projector._claim_pending
+
+    async def claim_then_the_late_read(*args):
+        await claim(*args)
+        late.set()  # the worst moment: after the claim, before the next read
+        await wire[0]
+
+    projector._claim_pending = claim_then_the_late_read  # type: ignore[method-assign]
+    # A worker that waits for its read before it claims lets it run by then.
+    asyncio.get_running_loop().call_later(0.05, late.set)
+    assert await projector.acquire()
+    projector._claim_pending = claim  # type: ignore[method-assign]
+    await fold_to_end(projector)
+    assert without_checkpoint(await live_hashes(redis, SESSION)) == expected_hashes(frames)
+    assert (await redis.xpending(projector.keys.frames, K.GROUP))["pending"] == 0
+
+
 async def test_a_stale_worker_is_refused(redis, settings):
     frames = market_frames()
     await append(redis, frames)

@@ -2,7 +2,7 @@
 -- acknowledgement and change notice, or nothing at all.
 local meta, dead_letters, frames, lease = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local expected, consumer, lease_ms, group = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local publish, channel, notice, body, ack_to = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local publish, channel, notice, body = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 -- meta: the session's meta hash; dead_letters: its dead-letter stream; frames: its
 --   frame stream; lease: who owns it. KEYS after these: the keys the changes touch
 --   (all in the session's slot), referenced by number from the body.
@@ -10,11 +10,13 @@ local publish, channel, notice, body, ack_to = ARGV[5], ARGV[6], ARGV[7], ARGV[8
 -- consumer: the worker's consumer name, which must hold the lease (renewed for lease_ms).
 -- publish, channel, notice: how (PUBLISH on one Redis, SPUBLISH on a cluster: the
 --   session's channel shares its slot), where and what to publish ("" = no notice).
--- body: the batch as JSON (one argument: cheap to send, decoded here by cjson):
+-- body: the write as JSON (one argument: cheap to send, decoded here by cjson):
 --   {"hset": [[key#, [field, value, ...]]], "hdel": [[key#, [field, ...]]],
---    "del": [key#], "sadd": [[key#, [member, ...]]], "dead": [[id, reason, argv#]]}
--- ack_to: last entry id of the batch: this consumer's pending entries up to it are
---   acknowledged (the batch and anything at or below the checkpoint).
+--    "del": [key#], "sadd": [[key#, [member, ...]]], "dead": [[id, reason, argv#]],
+--    "ack": [entry id, ...]}
+--   ack: the entries this write folds (and any of the batch found at or below the
+--   checkpoint), acknowledged by id: listing the consumer's pending entries (XPENDING)
+--   to find them cost more than the rest of a small write.
 -- ARGV after these: raw frames of the dead letters (binary-safe, referenced by argv#).
 local call = redis.call
 local holder = call('GET', lease)
@@ -59,11 +61,7 @@ for _, dead in ipairs(batch['dead'] or {}) do
   call('XADD', dead_letters, 'MAXLEN', '~', 100000, '*',
     'id', dead[1], 'reason', dead[2], 'f', ARGV[dead[3]])
 end
-local acked = {}
-for _, p in ipairs(call('XPENDING', frames, group, '-', ack_to, 1000000, consumer)) do
-  acked[#acked + 1] = p[1]
-end
-each_chunk(acked, 1, function(...) call('XACK', frames, group, ...) end)
+each_chunk(batch['ack'] or {}, 1, function(...) call('XACK', frames, group, ...) end)
 
 call('PEXPIRE', lease, lease_ms)
 if notice ~= '' then

@@ -28,7 +28,7 @@ from app.contracts import Notice
 from app.projections import codec, kinds
 from app.projections.hashes import Hash, as_str
 from app.projections.session import SessionState, finish_batch
-from app.projections.stream import START, Entry, Refused, StreamPosition, entry_of, flat_entries, fold_entries
+from app.projections.stream import START, Entry, Refused, StreamPosition, entry_of, flat_entries, fold_until
 from app.store import hgetall_many, is_cluster, raw_replies
 
 APPLY = lua.load(__file__, "apply.lua")
@@ -57,11 +57,14 @@ class SessionProjector:
         self.consumer = consumer or consumer_name()
         self.state: SessionState | None = None
         self._written: dict[str, Hash] = {}
+        self._snapshots: dict[str, tuple] = {}  # codec.diff's values last written, by key
         self._members: dict[str, set[str]] = {}
         self._checkpoint = START
         self._backlog: list[Entry] = []
         self._dead_logged_at = -DEAD_LOG_S
         self._dead_since_log = 0
+        # Fields a changed entity wrote, on average over the last writes: sizes the writes.
+        self._fields_per_entity = 4.0
         self._prefetch: asyncio.Future | None = None
         self._inflight: asyncio.Future | None = None
         self._script = redis.register_script(APPLY.source)
@@ -83,14 +86,31 @@ class SessionProjector:
             holder = await self.redis.get(self.keys.lease)
             if holder is None or holder.decode() != self.consumer:
                 return False
-        self.drop_prefetch()
-        if self._inflight is not None:
-            self._inflight.cancel()
-            self._inflight = None
+        await self._settle()
         await self._ensure_group()
         await self.load()
         await self._claim_pending()
         return True
+
+    async def _settle(self) -> None:
+        """Let a read and a write still in flight finish before state is loaded again.
+
+        Cancelling them would not unsend them: a read Redis ran after the claim below
+        would leave entries pending to us that we never see, and once later entries moved
+        the checkpoint past them they would be lost. So the read's entries join the
+        backlog (the claim sorts them in), and the write lands or fails before the load.
+        """
+        read, self._prefetch = self._prefetch, None
+        write, self._inflight = self._inflight, None
+        for future in (read, write):
+            if future is None:
+                continue
+            try:
+                result = await future
+            except Exception:  # a failed read delivered nothing; a failed write changed nothing
+                continue
+            if future is read:
+                self._backlog.extend(result[0])
 
     async def release(self) -> None:
         """Give the lease up (only if still ours), after the last write lands."""
@@ -113,6 +133,7 @@ class SessionProjector:
     async def load(self) -> None:
         """Load the session's state and checkpoint from Redis."""
         self.state, self._written, self._members = await load_session(self.redis, self.date)
+        self._snapshots = {}
         self.state.tape_length = self.settings.tape_length
         cp = self.state.meta.checkpoint
         self._checkpoint = StreamPosition.parse(cp) if cp else START
@@ -161,13 +182,11 @@ class SessionProjector:
                 # Busy: let Redis deliver the next batch while this one is folded.
                 # The yield sends the request now; folding never yields to the loop.
                 self._prefetch = asyncio.ensure_future(self._read(None))
+                self._prefetch.add_done_callback(_retrieve)
                 await asyncio.sleep(0)
         if batch:
-            try:
-                await self.apply(batch)
-            except BaseException:
-                self.drop_prefetch()
-                raise
+            # A failed apply leaves the read ahead in flight: acquire() takes in what it read.
+            await self.apply(batch)
         return len(batch)
 
     async def _read(self, block_ms: int | None) -> tuple[list[Entry], bool]:
@@ -197,10 +216,15 @@ class SessionProjector:
             self._prefetch = None
 
     async def apply(self, batch: list[Entry]) -> None:
-        """Fold a batch in memory, then write it in one atomic script call."""
+        """Fold a batch in memory and write it: one atomic script call per write.
+
+        A batch whose changes pass ``projector_write_fields`` is written in several calls,
+        each the whole fold of a run of its entries with the checkpoint after them, so no
+        call holds Redis long and a crash between two leaves a state the checkpoint
+        describes exactly (the entries after it are still pending, and are folded again).
+        """
         state = self.state
         assert state is not None, "acquire() first"
-        previous = state.meta.checkpoint
         # Entries arrive in stream order: only the first can be at or below the
         # checkpoint unless the whole batch was applied before a crash.
         skip = 0
@@ -208,16 +232,32 @@ class SessionProjector:
         if parse(batch[0][0]) <= self._checkpoint:
             while skip < len(batch) and parse(batch[skip][0]) <= self._checkpoint:
                 skip += 1
-        was_closed = state.meta.closed
-        dead = await fold_entries(state, batch[skip:])
-        if dead:
-            self._report_dead(dead)
-        last = batch[-1][0].decode()
-        if skip < len(batch):
+        # Folded before a crash: only acknowledged, with the first write.
+        acks = [e[0] for e in batch[:skip]]
+        rest = batch[skip:]
+        if not rest:
+            await self._write(state.meta.checkpoint, acks, [])
+            return
+        while rest:
+            previous = state.meta.checkpoint
+            was_closed = state.meta.closed
+            dead, n = await fold_until(state, rest, self._full)
+            if dead:
+                self._report_dead(dead)
+            part, rest = rest[:n], rest[n:]
+            last = part[-1][0].decode()
             self._checkpoint = parse(last)
             state.meta.checkpoint = last
             finish_batch(state)
-        await self._write(previous, last, dead, closing=state.meta.closed and not was_closed)
+            acks += [e[0] for e in part]
+            await self._write(previous, acks, dead, closing=state.meta.closed and not was_closed)
+            acks = []
+
+    def _full(self) -> bool:
+        """Whether the changes folded so far make a write of ``projector_write_fields``:
+        changed entities times the fields each changed in the last writes (an estimate
+        that costs nothing per entry; the exact count is known only once encoded)."""
+        return len(self.state.dirty) * self._fields_per_entity >= self.settings.projector_write_fields
 
     def _report_dead(self, dead: list[Refused]) -> None:
         """Say that frames are being refused (at most every DEAD_LOG_S), with one reason: a
@@ -231,11 +271,15 @@ class SessionProjector:
             )
             self._dead_logged_at, self._dead_since_log = now, 0
 
-    async def _write(self, previous: str, ack_to: str, dead: list[Refused], closing: bool = False) -> None:
+    async def _write(self, previous: str, acks: list[bytes], dead: list[Refused], closing: bool = False) -> None:
         state = self.state
         keys = self.keys
+        entities = len(state.dirty)
         names = changed_names(state.dirty)  # read before the diff clears it
-        changes = codec.diff(state, keys, self._written, self._members)
+        changes = codec.diff(state, keys, self._written, self._members, self._snapshots)
+        if entities:
+            fields = codec.field_count(changes)
+            self._fields_per_entity = (self._fields_per_entity + max(fields, 1) / entities) / 2
         fixed = {"meta": keys.meta, "dead_letters": keys.dead, "frames": keys.frames, "lease": keys.lease}
         # The keys the changes touch follow the script's own, referenced by number.
         extra: dict[str, int] = {}
@@ -255,6 +299,7 @@ class SessionProjector:
                 (entry_id.decode(), reason, APPLY.first_extra_arg + i)
                 for i, (entry_id, reason, _) in enumerate(dead)
             ],
+            "ack": [entry_id.decode() for entry_id in acks],
         }
         notice = ""
         if codec.shown(changes.kinds) or closing:
@@ -266,7 +311,6 @@ class SessionProjector:
             args={
                 "expected": previous, "consumer": self.consumer, "lease_ms": self.settings.projector_lease_ms,
                 "group": K.GROUP, "publish": self._publish, "channel": keys.notify, "notice": notice, "body": _JSON.encode(body),
-                "ack_to": ack_to,
             },
             extra_keys=list(extra),
             extra_args=[frame for _, _, frame in dead],

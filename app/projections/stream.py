@@ -8,7 +8,7 @@ the checkpoint is the id of the last entry applied.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 from redis.asyncio import Redis
@@ -74,12 +74,23 @@ def entry_of(entry_id: bytes, fields: dict | None) -> Entry:
 
 async def fold_entries(state: SessionState, entries: Iterable[Entry]) -> list[Refused]:
     """Fold entries in stream order; returns the refused ones (dead letters)."""
+    dead, _ = await fold_until(state, list(entries))
+    return dead
+
+
+# How often (in entries) fold_until asks whether the write is full.
+CHECK_EVERY = 16
+
+
+async def fold_until(
+    state: SessionState, entries: list[Entry], full: Callable[[], bool] | None = None
+) -> tuple[list[Refused], int]:
+    """Fold entries in stream order until ``full()`` says the changes are enough for one
+    write (asked every CHECK_EVERY entries); returns the refused entries and how many
+    entries were folded (all of them, without ``full``)."""
     dead: list[Refused] = []
+    n = 0
     for n, (entry_id, kind, payload) in enumerate(entries, 1):
-        if n % YIELD_EVERY == 0:
-            # Let the loop take in the next read while we fold: a large reply left
-            # unread stalls in socket buffers.
-            await asyncio.sleep(0)
         if kind == b"f":
             refused = fold(state, payload)
         elif kind == b"m" and payload == b"close":
@@ -88,7 +99,14 @@ async def fold_entries(state: SessionState, entries: Iterable[Entry]) -> list[Re
             refused = fold(state, b"")
         if refused is not None:
             dead.append((entry_id, refused.reason, payload if kind == b"f" else b""))
-    return dead
+        if n % CHECK_EVERY == 0:
+            if full is not None and full():
+                break
+            if n % YIELD_EVERY == 0:
+                # Let the loop take in the next read while we fold: a large reply left
+                # unread stalls in socket buffers.
+                await asyncio.sleep(0)
+    return dead, n
 
 
 async def stream_position(redis: Redis, date: str) -> tuple[StreamPosition | None, StreamPosition | None]:
