@@ -22,7 +22,7 @@ import msgspec
 from redis.asyncio import Redis
 
 from app import keys as K
-from app.api.delivery import CLOSE_SLOW, Close, Send, Writer  # noqa: F401 (CLOSE_SLOW: for importers)
+from app.api.delivery import Close, Send, Writer
 from app.api.notices import Subscription
 from app.contracts import FeedStatus, Notice
 from app.projections.read import current_session
@@ -146,17 +146,17 @@ class Hub:
         """Register a client, give it the current state at once, and run its writer."""
         # Before joining: the full state a change of session sends goes to the others.
         await self.followed()
-        await self._run_writer(channel, client, self.send_timeout)
+        await self._run_writer(channel, client, self.send_timeout, whole_state=True)
 
     async def serve_ws(self, conn: Writer, send_timeout: float) -> None:
         """Run a /ws connection's writer; it gets status and heartbeats like the others."""
         await self._run_writer("ws", conn, send_timeout)
 
-    async def _run_writer(self, channel: str, writer: Writer, send_timeout: float) -> None:
+    async def _run_writer(self, channel: str, writer: Writer, send_timeout: float, whole_state: bool = False) -> None:
         # Registered first: a push rendered meanwhile reaches it too.
         self.clients[channel].add(writer)
         try:
-            if channel != "ws":  # a seed channel's client gets the whole state at once
+            if whole_state:  # a seed channel's client gets the whole state at once
                 try:
                     writer.offer(await self.current(channel))
                 except UNAVAILABLE as exc:
