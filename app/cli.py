@@ -344,6 +344,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         ws_per_message_deflate=False,
         log_config=None,
         access_log=False,
+        # Client addresses are ours to work out (app.api.addresses, FORWARDED_ALLOW_IPS):
+        # uvicorn's default believes X-Forwarded-For from 127.0.0.1, so anyone local could spoof.
+        proxy_headers=False,
+        timeout_keep_alive=settings.http_keepalive_s,
     )
     return 0
 

@@ -35,6 +35,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     api_tokens: str = ""  # comma-separated static tokens; any credential set makes auth required
     api_jwt_secret: str = ""  # HS256 key of the JWTs (with exp) the operator's backend issues
     ws_max_per_ip: int = 10
+    # Peers whose X-Forwarded-For is believed (addresses or networks, comma-separated; *
+    # for any): set it to the proxy in front, else every client shares the proxy's limits.
+    forwarded_allow_ips: str = ""
+    api_rate_limit: float = 50.0  # REST requests per second per client address; 0: no limit
+    api_rate_burst: int = 100  # requests a client address may make at once before the rate applies
+    http_header_timeout_s: float = 10.0  # a client that has not sent its request head by then is dropped
+    http_keepalive_s: float = 5.0  # an idle keep-alive connection is closed after this
+    cors_origins: str = ""  # comma-separated origins allowed to call the REST API from a browser; * any
+    ws_allowed_origins: str = ""  # comma-separated Origins a WebSocket may come from; empty: any
     ws_heartbeat_s: float = 30.0
     ws_send_timeout_s: float = 5.0
     ws_max_message_bytes: int = 4096

@@ -19,6 +19,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from redis.asyncio import Redis
 
+from app.api.addresses import TrustedProxies
 from app.api.auth import Verifier
 from app.api.cache import ClosedSessionCache
 from app.api.deps import DEPENDENCIES
@@ -110,6 +111,7 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
         lifespan=[lifespan],
         state=State({
             "settings": settings, "verifier": Verifier.from_settings(settings), "limiter": IpLimiter(settings.ws_max_per_ip), "closed_cache": ClosedSessionCache(),
+            "proxies": TrustedProxies.parse(settings.forwarded_allow_ips),
         }),
         dependencies=DEPENDENCIES,
         exception_handlers=dict.fromkeys(REDIS_DOWN, _Outage()),

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from litestar import WebSocket, websocket
 
+from app.api.addresses import client_address
 from app.api.auth import admit_websocket
 from app.api.delivery import Pump
 from app.api.hub import Client, Hub
@@ -43,7 +44,7 @@ async def serve_channel(socket: WebSocket, channel: str) -> None:
     settings, hub, limiter = state.settings, state.hub, state.limiter
     if not await admit_websocket(socket, state.verifier):
         return
-    ip = socket.client.host if socket.client else "unknown"
+    ip = client_address(socket, state.proxies)
     if not limiter.acquire(ip):
         await socket.close(code=CLOSE_TRY_LATER, reason="too many connections from this address")
         return

@@ -18,6 +18,7 @@ from app.api import ws_protocol as P
 from app.api.delivery import Close, Pump, Send, Writer
 from app.api.feeds import STYLE, render
 from app.api.live import Live
+from app.api.addresses import client_address
 from app.api.auth import admit_websocket
 from app.store import UNAVAILABLE
 from app.api.ws import CLOSE_TOO_BIG, CLOSE_TRY_LATER, read_messages, too_big
@@ -194,7 +195,7 @@ async def ws_subscriptions(socket: WebSocket) -> None:
     admission = await admit_websocket(socket, verifier, client_speaks_first=True)
     if not admission:
         return
-    ip = socket.client.host if socket.client else "unknown"
+    ip = client_address(socket, state.proxies)
     if not limiter.acquire(ip):
         await socket.close(code=CLOSE_TRY_LATER, reason="too many connections from this address")
         return
