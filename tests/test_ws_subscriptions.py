@@ -10,6 +10,7 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
+from app import keys as K
 from app.ingest.writer import StreamWriter
 from app.projections import worker
 from tests import factory as F
@@ -91,6 +92,35 @@ async def test_subscribe_snapshot_then_only_changed_rows_then_unsubscribe(redis,
         update = await recv(ws)
         assert update["channel"] == "indices" and update["data"]["VN30"]["value"] == 1910.0
         assert set(update["data"]) == {"VN30"}
+
+
+async def test_a_symbol_named_by_a_notice_whose_row_did_not_change_is_not_sent(redis, settings, node):
+    """Most of a full market's notices are quotes; a change the row does not show (a book
+    level past the third, the trading session) names the symbol but costs no bytes."""
+    await project(redis, settings, base_frames())
+    notices = redis.pubsub()
+    await notices.subscribe(K.SessionKeys(F.SESSION).notify)
+    try:
+        async with websockets.connect(node.ws + "/ws") as ws:
+            await send(ws, op="subscribe", channel="board", symbols="*")
+            state = (await recv(ws))["data"]
+            await project(redis, settings, [
+                F.quote("VNM", 61000, 61100, time="09:21:00", BidPrice4=60500.0, BidVol4=300.0),
+                F.quote("ACB", 22900, 22950, time="09:21:00", session="ATC"),
+                F.trade("FPT", 118200, 100, 600, time="09:21:01"),
+            ])
+            named: set[str] = set()
+            async with asyncio.timeout(10):
+                while not {"VNM", "ACB"} <= named:
+                    message = await notices.get_message(ignore_subscribe_messages=True, timeout=1)
+                    if message is not None:
+                        named |= set(json.loads(message["data"])["names"].get("quote", ()))
+            update = await recv(ws)
+            assert set(update["data"]) == {"FPT"}
+            rows = (await rest(node, "/api/market/board"))["rows"]
+            assert {s: state[s] for s in ("VNM", "ACB")} == {s: rows[s] for s in ("VNM", "ACB")}
+    finally:
+        await notices.aclose()
 
 
 async def test_each_bad_message_gets_an_error_and_the_socket_stays_open(redis, settings, node):
