@@ -54,6 +54,7 @@ class SubClient(asyncio.Protocol):
         self.records: list[float] = []
         self.bytes = 0
         self.messages = 0
+        self.rows = 0  # board rows received (each holds its "symbol")
         self.first: asyncio.Future = asyncio.get_running_loop().create_future()
         self.close_code: int | None = None
         self.transport: asyncio.Transport | None = None
@@ -114,6 +115,7 @@ class SubClient(asyncio.Protocol):
     def _message(self, buf: bytearray, start: int, stop: int, now: float) -> None:
         value = -1
         if self.probe == "board":
+            self.rows += buf.count(b'"symbol":', start, stop)
             at = buf.find(BOARD_MARK, start, stop)
             if at >= 0:
                 value = _number_after(buf, b'"market_volume":', at, stop)
@@ -135,8 +137,8 @@ class SubClient(asyncio.Protocol):
             self.transport.close()
 
     def take(self) -> dict:
-        out = {"records": self.records, "bytes": self.bytes, "messages": self.messages}
-        self.records, self.bytes, self.messages = [], 0, 0
+        out = {"records": self.records, "bytes": self.bytes, "messages": self.messages, "rows": self.rows}
+        self.records, self.bytes, self.messages, self.rows = [], 0, 0, 0
         return out
 
 

@@ -195,7 +195,7 @@ async def phase(groups: dict[str, list[Clients]], feed: MarketFeed, every: float
     client_cpu = -client_cpu0
     for mode, clients in groups.items():
         lags: list[float] = []
-        missing = received = messages = count = 0
+        missing = received = messages = board_rows = count = 0
         closed: dict[str, int] = {}
         for c in clients:
             got = await c.dump()
@@ -204,6 +204,7 @@ async def phase(groups: dict[str, list[Clients]], feed: MarketFeed, every: float
                 count += 1
                 received += client["bytes"]
                 messages += client["messages"]
+                board_rows += client.get("rows", 0)
                 wanted = history_seqs(symbol, seqs) if symbol else seqs
                 if mode != "market":
                     these, lost = lags_ms(client["records"], feed.sent, wanted)
@@ -216,6 +217,7 @@ async def phase(groups: dict[str, list[Clients]], feed: MarketFeed, every: float
             "p50_ms": percentile(lags, 50), "p99_ms": percentile(lags, 99),
             "bytes_per_client_s": received / max(1, count) / elapsed,
             "messages_per_client_s": messages / max(1, count) / elapsed,
+            "rows_per_message": board_rows / max(1, messages),
         }
     out["client_cpu"] = client_cpu / elapsed  # cores the client processes took meanwhile
     return out
@@ -300,6 +302,8 @@ def rows(r: dict, throttle: int) -> list[tuple[str, str, str, str, str, str]]:
         ("/ws '*' bytes per client", f"{s['bytes_per_client_s'] / 1e3:,.1f} kB/s",
          f"{market['bytes_per_client_s'] / 1e3:,.1f} kB/s (/ws/market, same phase)", f"{share:.3f}x",
          "<= 0.10x", "yes" if share <= 0.10 else "**no**"),
+        *([("/ws '*' update", f"{s['rows_per_message']:,.1f} rows of {_per_row(s):,.0f} B",
+            f"{s['messages_per_client_s']:.2f} updates/s per client", "", "", "")] if "rows_per_message" in s else []),
         (f"/ws p99, {h['clients']:,} clients on candles or trades", ms(h["p99_ms"]) + note(h),
          f"p50 {ms(h['p50_ms'])}{load('history')}", "", f"<= {throttle + 100} ms", within(h, throttle + 100)),
         ("node CPU, clients on unchanged symbols only", f"{r['quiet']['node_cpu']:.3f} cores",
@@ -316,6 +320,12 @@ def rows(r: dict, throttle: int) -> list[tuple[str, str, str, str, str, str]]:
          f"{r['board30']['node_cpu']:.2f} / {r['star']['node_cpu']:.2f} / {r['history']['node_cpu']:.2f} cores",
          f"client processes {clients('board30')} / {clients('star')} / {clients('history')} cores", "", "", ""),
     ]
+
+
+def _per_row(m: dict) -> float:
+    """Bytes per board row received (the message around the rows included)."""
+    rows = m["rows_per_message"] * m["messages_per_client_s"]
+    return m["bytes_per_client_s"] / rows if rows else float("nan")
 
 
 async def measure_builds(redis, names: list[str], changed: int = 50, rounds: int = 30) -> dict:
