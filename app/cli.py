@@ -22,7 +22,9 @@ from app import cli_types as types
 from app import gctune, logs
 from app.config import Settings, load_settings
 from app.errors import RedisUnavailable, UserError
-from app.store import REDIS_DOWN, check_port, open_redis, redis_url_shown, wait_for_redis
+from app.store import (
+    REDIS_AUTH, REDIS_DOWN, auth_failure, auth_refused, check_port, open_redis, redis_url_shown, wait_for_redis,
+)
 
 log = logging.getLogger("stock_tracker.cli")
 
@@ -219,6 +221,8 @@ async def _ingest(args: argparse.Namespace, settings: Settings) -> int:
         except UNAVAILABLE as exc:
             if isinstance(exc, OSError) and exc.filename:
                 raise
+            if auth_refused(exc):
+                raise auth_failure(settings, exc) from None
             raise RedisUnavailable(
                 f"cannot reach Redis at {redis_url_shown(settings)} after {settings.redis_wait_s:g} s (REDIS_URL); "
                 f"stopped after {writer.appended:,} frames"
@@ -366,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     gctune.tune()
     try:
         settings = load_settings()
-        logs.setup(settings.log_format, settings.log_level)
+        logs.setup(settings.log_format, settings.log_level, settings=settings)
     except SystemExit as exc:  # load_settings names the bad variable
         return _fail(str(exc.code), 2)
     except ValueError as exc:  # logging refuses an unknown level
@@ -379,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except UserError as exc:
         return _fail(exc.message, exc.code)
+    except REDIS_AUTH as exc:  # before REDIS_DOWN, which holds it: not an outage
+        return _fail(auth_failure(settings, exc).message)
     except REDIS_DOWN as exc:  # a cluster between masters too
         return _fail(f"lost Redis at {redis_url_shown(settings)} (REDIS_URL): {exc}")
     except OSError as exc:

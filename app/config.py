@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import msgspec
 
@@ -75,13 +76,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
 
 
 def mask_password(url: str) -> str:
-    """redis://user:secret@host -> redis://user:***@host."""
+    """redis://user:secret@host -> redis://user:***@host; ``?password=`` masked too.
+
+    A userinfo without a colon is masked whole: some clients read it as the password.
+    """
     scheme, sep, rest = url.partition("://")
     creds, at, host = rest.rpartition("@")
-    if not at or ":" not in creds:
-        return url
-    user = creds.split(":", 1)[0]
-    return f"{scheme}{sep}{user}:***@{host}"
+    if at and "/" not in creds:
+        user, colon, _ = creds.partition(":")
+        rest = f"{user}:***@{host}" if colon else f"***@{host}"
+    return scheme + sep + _QUERY_PASSWORD.sub(r"\1***", rest)
+
+
+_QUERY_PASSWORD = re.compile(r"(?i)([?&]password=)[^&#]*")
 
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:

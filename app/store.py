@@ -21,7 +21,9 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import (
     AskError,
     AuthenticationError,
+    AuthenticationWrongNumberOfArgsError,
     ClusterError,
+    NoPermissionError,
     RedisClusterException,
     RedisError,
     TryAgainError,
@@ -30,6 +32,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+from app import redact
 from app.config import Settings, mask_password
 from app.errors import RedisUnavailable, UserError
 
@@ -45,6 +48,15 @@ REDIS_DOWN: tuple[type[Exception], ...] = (
     RedisConnectionError, RedisTimeoutError, ClusterError, TryAgainError, AskError, RedisClusterException,
 )
 UNAVAILABLE: tuple[type[Exception], ...] = (*REDIS_DOWN, OSError)  # and the socket underneath
+# Redis refused our credentials (a wrong or missing password, an ACL user without the
+# right): waiting will not fix it. redis-py makes AuthenticationError a ConnectionError,
+# so an ``except REDIS_DOWN`` catches it too: test for this first.
+REDIS_AUTH: tuple[type[Exception], ...] = (AuthenticationError, AuthenticationWrongNumberOfArgsError, NoPermissionError)
+
+
+def auth_refused(exc: BaseException) -> bool:
+    """Whether ``exc`` is Redis refusing our credentials rather than being away."""
+    return isinstance(exc, REDIS_AUTH)
 
 
 def redis_from_url(url: str, max_connections: int = 64) -> "RedisClient":
@@ -248,6 +260,14 @@ def redis_url_shown(settings: Settings) -> str:
     return mask_password(settings.redis_url or DEFAULT_URL)
 
 
+def auth_failure(settings: Settings, exc: BaseException) -> UserError:
+    """The one line for Redis refusing our credentials (never the password itself)."""
+    reason = redact.redact(str(exc).strip().rstrip(".")) or type(exc).__name__
+    return UserError(
+        f"Redis at {redis_url_shown(settings)} refused our credentials: {reason} (check the password in REDIS_URL)"
+    )
+
+
 async def wait_for_redis(redis: Redis, settings: Settings, wait_s: float | None) -> None:
     """Return once Redis answers PING; give up after ``wait_s`` seconds (None: never).
 
@@ -265,8 +285,8 @@ async def wait_for_redis(redis: Redis, settings: Settings, wait_s: float | None)
             # A host that drops packets would hold a bare PING for minutes.
             left = None if deadline is None else max(deadline - time.monotonic(), 0.2)
             await asyncio.wait_for(_ping(redis), timeout=left)
-        except AuthenticationError as exc:  # waiting will not fix a refused password
-            raise UserError(f"Redis at {redis_url_shown(settings)} refused us: {exc} (REDIS_URL)") from None
+        except REDIS_AUTH as exc:  # waiting will not fix a refused password
+            raise auth_failure(settings, exc) from None
         except UNAVAILABLE as exc:
             attempts += 1
             if deadline is not None and time.monotonic() + delay > deadline:

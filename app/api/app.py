@@ -72,7 +72,7 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
     """The API; ``redis`` (optional) shares an existing client, e.g. the embedded store."""
     settings = settings or load_settings()
     if not logging.getLogger().handlers:  # a uvicorn worker process starts bare
-        logs.setup(settings.log_format, settings.log_level)
+        logs.setup(settings.log_format, settings.log_level, settings=settings)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:

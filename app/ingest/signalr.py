@@ -58,6 +58,14 @@ class FeedConfig(msgspec.Struct, frozen=True, kw_only=True):
     watchdog_default_s: float = 20.0
     connect_timeout_s: float = 10.0
 
+    def __repr__(self) -> str:
+        # A config may end up in a log line or a traceback: never the secret.
+        shown = (
+            f"{name}={'***' if name == 'consumer_secret' and value else value!r}"
+            for name, value in ((n, getattr(self, n)) for n in self.__struct_fields__)
+        )
+        return f"FeedConfig({', '.join(shown)})"
+
 
 def _jwt_expiry(token: str) -> float | None:
     """The ``exp`` of a JWT (unverified: only to know when to refresh)."""

@@ -129,17 +129,22 @@ class StreamWriter:
 
     async def _until_done(self, what: str, op) -> None:
         """Run ``op`` until Redis takes it, waiting out restarts (each attempt is safe to repeat)."""
-        delay, failures, next_log = 0.05, 0, 0.0
+        delay, failures, next_log, refusal_logged = 0.05, 0, 0.0, False
         give_up_at = None if self.give_up_after_s is None else time.monotonic() + self.give_up_after_s
         while True:
             try:
                 await op()
             except UNAVAILABLE as exc:
-                if give_up_at is not None and time.monotonic() >= give_up_at:
-                    raise
+                refused = store.auth_refused(exc)
+                if give_up_at is not None and (refused or time.monotonic() >= give_up_at):
+                    raise  # a one-shot command: a refused password is not an outage to wait out
                 failures += 1
                 self.retries += 1
-                if failures == 1 or time.monotonic() >= next_log:
+                if refused:
+                    if not refusal_logged:  # once: only fixing REDIS_URL helps, the retries stay quiet
+                        refusal_logged = True
+                        log.error("event=redis_auth_refused op=%s detail=%s", what, str(exc)[:200])
+                elif failures == 1 or time.monotonic() >= next_log:
                     next_log = time.monotonic() + RETRY_LOG_S
                     log.warning(
                         "event=redis_unavailable op=%s attempt=%d error=%s detail=%s",

@@ -22,6 +22,7 @@ from typing import Any, AsyncIterator, Callable, Iterator
 from litestar import Litestar
 from litestar.datastructures import State
 
+from app import redact
 from app.sim.fake.faults import FaultSwitches, admin_router
 from app.sim.fake.rest import REST_HANDLERS
 from app.sim.fake.signalr import SIGNALR_HANDLERS, broadcast_text
@@ -294,6 +295,10 @@ async def serve_fake(host: str, port: int, **kwargs: Any) -> None:
 
     fake = FakeFastConnect(**kwargs)
     logging.getLogger("uvicorn.error").addFilter(_denial_noise)
+    # uvicorn's request lines carry connectionToken= (and Bearer headers at DEBUG): masked
+    # here too, for a fake run without logs.setup's handler.
+    for name in ("uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).addFilter(redact.current())
     server = uvicorn.Server(uvicorn.Config(
         fake.app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
         ws_ping_interval=None,  # SignalR liveness is the `{}` keep-alive; a stall must be silent
