@@ -18,7 +18,9 @@ Interface (the app keeps one ``Verifier`` in ``app.state.verifier``)::
     if admission.pending is not None:
         handle(admission.pending)  # the client's first message, not an auth op
 
-``admit_websocket`` accepts the socket when not yet accepted. A ``?token=`` in the URL is
+``admit_websocket`` accepts the socket when not yet accepted. Given ``origins``
+(app.api.origins, ``WS_ALLOWED_ORIGINS``), a handshake from an origin not listed is closed
+with 1008 before any credential is looked at. A ``?token=`` in the URL is
 checked at once. Otherwise, when a credential is required, the first message must be
 ``{"op":"auth","token":"..."}`` within ``AUTH_TIMEOUT_S``; anything else (another
 message, a bad token, silence) closes the socket with 1008. A protocol where the client
@@ -40,6 +42,8 @@ import jwt
 import msgspec
 from litestar import WebSocket
 from litestar.exceptions import WebSocketDisconnect
+
+from app.api.origins import REASON as ORIGIN_REFUSED, AllowedOrigins
 
 AUTH_TIMEOUT_S = 5.0
 CLOSE_POLICY = 1008  # missing or bad credential
@@ -134,10 +138,13 @@ class Admission:
 
 
 async def admit_websocket(
-    socket: WebSocket, verifier: Verifier, *, timeout: float = AUTH_TIMEOUT_S, client_speaks_first: bool = False
+    socket: WebSocket, verifier: Verifier, *, timeout: float = AUTH_TIMEOUT_S, client_speaks_first: bool = False,
+    origins: AllowedOrigins | None = None,
 ) -> Admission:
-    """Accept ``socket`` and check its credential (see the module docstring)."""
+    """Accept ``socket`` and check its origin and credential (see the module docstring)."""
     await socket.accept()
+    if origins is not None and not origins.allows(socket.scope):
+        return await _refuse(socket, ORIGIN_REFUSED)
     query = socket.query_params.get("token")
     if query is not None:
         if verifier.verify(query) or not verifier.required:
@@ -164,9 +171,9 @@ async def admit_websocket(
     return await _refuse(socket)
 
 
-async def _refuse(socket: WebSocket) -> Admission:
+async def _refuse(socket: WebSocket, reason: str = "missing or invalid credential") -> Admission:
     try:
-        await socket.close(code=CLOSE_POLICY, reason="missing or invalid credential")
+        await socket.close(code=CLOSE_POLICY, reason=reason)
     except (WebSocketDisconnect, RuntimeError, OSError):
         pass  # already gone
     return Admission(False)

@@ -4,6 +4,10 @@ The seed's channels (app.api.hub.Client: the newest whole state) and /ws
 (app.api.ws_subscriptions.Connection: per-subscription updates) differ only in what they
 have due; both send a few control messages (status, heartbeat, errors) first, bound
 every send by the send timeout, and close a client that stays blocked.
+
+A connection the node closes is gone within ``CLOSE_GRACE_S`` whatever the client does
+(app.api.transports): a client that never reads could otherwise hold its socket, its
+buffers and its address's slot for as long as it keeps the TCP connection.
 """
 
 from __future__ import annotations
@@ -13,8 +17,15 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
 from litestar import WebSocket
+from litestar.exceptions import WebSocketDisconnect
+
+from app.api.transports import abort_later, transport_of
 
 CLOSE_SLOW = 4001  # the client did not read its pushes in time
+# How long a close handshake may take before the transport is aborted. The close frame
+# waits behind unread pushes, and then for the client's answer: a reading client needs a
+# round trip, one that never reads would hold the connection for ever.
+CLOSE_GRACE_S = 0.5
 
 Send = Callable[[str | bytes], Awaitable[None]]
 Close = Callable[[int, str], Awaitable[None]]
@@ -65,12 +76,25 @@ class Writer:
                             await self._send(payload)
             except TimeoutError:
                 self.dropped = True
-                try:
-                    async with asyncio.timeout(1.0):
-                        await self._close(CLOSE_SLOW, "too slow")
-                except Exception:  # the socket is already unusable
-                    pass
+                await self._close(CLOSE_SLOW, "too slow")  # bounded: see close_socket
                 return
+
+
+async def close_socket(socket: WebSocket, code: int, reason: str, grace: float = CLOSE_GRACE_S) -> None:
+    """Close ``socket`` with ``code``; its connection is gone within ``grace`` seconds,
+    the close handshake done or not (then the transport is aborted: the client sees a
+    reset, not the code)."""
+    transport = transport_of(socket)
+    abort_later(transport, grace)  # a no-op once the handshake has ended the connection
+    try:
+        async with asyncio.timeout(grace):
+            await socket.close(code=code, reason=reason)
+    except TimeoutError:
+        # The close frame could not even be queued: the client does not read.
+        if transport is not None:
+            transport.abort()
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        pass  # already gone (uvicorn's ClientDisconnected is an OSError)
 
 
 class Pump:
@@ -85,11 +109,9 @@ class Pump:
         await self.socket.send({"type": "websocket.send", key: payload})
 
     async def close(self, code: int, reason: str) -> None:
-        # The writer stops waiting after a while, but the close must not be abandoned:
-        # behind unread pushes it can only go out once the client reads, and until then
-        # the connection still holds a socket and buffers on this node.
+        # One close however many ask (the writer, the reader); each waits for it.
         if not self._closing:
-            self._closing.append(asyncio.ensure_future(self.socket.close(code=code, reason=reason)))
+            self._closing.append(asyncio.ensure_future(close_socket(self.socket, code, reason)))
         await asyncio.shield(self._closing[0])
 
     async def run(self, writer: Awaitable[None], reader: Awaitable[None]) -> None:
@@ -98,11 +120,16 @@ class Pump:
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             if self._closing:
-                # A dropped client keeps its address's slot until its close frame is out or
-                # it is gone: released earlier, one address could pin any number of sockets.
+                # The slot is held until the connection is gone or going: the close (or the
+                # abort after CLOSE_GRACE_S) ends the reader. Released earlier, one address
+                # could pin any number of sockets.
                 await asyncio.wait({tasks[1]})
         finally:
             tasks += self._closing
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            # However this ended (the client left, a close, an error), the connection does
+            # not outlive its handler by more than the grace: uvicorn's own close of the
+            # transport waits for the client to read what is buffered.
+            abort_later(transport_of(self.socket), CLOSE_GRACE_S)

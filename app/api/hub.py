@@ -76,6 +76,9 @@ class Client(Writer):
 class Metrics:
     """Node-local counters for /metrics (``ws``: the /ws subscription sockets)."""
 
+    # Connections holding a per-address slot, by channel (app.api.ws.holding_slot): from
+    # admission until the connection is gone, a dropped client's last second included.
+    connections: dict[str, int] = field(default_factory=lambda: dict.fromkeys((*CHANNELS, "ws"), 0))
     pushes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CHANNELS, 0))
     drops: dict[str, int] = field(default_factory=lambda: dict.fromkeys((*CHANNELS, "ws"), 0))
     pubsub_reconnects: int = 0

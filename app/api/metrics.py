@@ -48,8 +48,10 @@ async def render(redis: Redis, hub) -> str:
         lag = await projector_lag_ms(redis, session)
         metric("stock_tracker_projector_lag_ms", "gauge", "Newest frame minus newest folded frame (ms)", [(label, lag or 0)])
     metric(
-        "stock_tracker_ws_clients", "gauge", "WebSocket clients on this node",
-        [(f'{{channel="{c}"}}', len(clients)) for c, clients in hub.clients.items()],
+        # What holds a per-address slot, not only who is subscribed: a dropped client
+        # counts until its connection is gone.
+        "stock_tracker_ws_clients", "gauge", "WebSocket connections holding a slot on this node",
+        [(f'{{channel="{c}"}}', n) for c, n in hub.metrics.connections.items()],
     )
     metric(
         "stock_tracker_ws_pushes_total", "counter", "State pushes by this node",

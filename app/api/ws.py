@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 from litestar import WebSocket, websocket
 
 from app.api.addresses import client_address
 from app.api.auth import admit_websocket
-from app.api.delivery import Pump
+from app.api.delivery import Pump, close_socket
 from app.api.hub import Client, Hub
+from app.api.origins import AllowedOrigins
 
 log = logging.getLogger("stock_tracker.ws")
 
@@ -38,20 +40,42 @@ class IpLimiter:
             del self.open[ip]
 
 
+def allowed_origins(socket: WebSocket) -> AllowedOrigins:
+    """``WS_ALLOWED_ORIGINS`` of the app serving ``socket``."""
+    return AllowedOrigins.parse(socket.app.state.settings.ws_allowed_origins)
+
+
+@asynccontextmanager
+async def holding_slot(socket: WebSocket, channel: str) -> AsyncIterator[bool]:
+    """One of the client address's slots while the block runs; False (and the socket
+    closed with 1013) when the address has none left.
+
+    The block ends once the connection is gone or aborted (app.api.delivery), so a slot
+    is what a connection holds on this node; /metrics counts them per channel.
+    """
+    state = socket.app.state
+    ip = client_address(socket, state.proxies)
+    if not state.limiter.acquire(ip):
+        await close_socket(socket, CLOSE_TRY_LATER, "too many connections from this address")
+        yield False
+        return
+    held = state.hub.metrics.connections
+    held[channel] += 1
+    try:
+        yield True
+    finally:
+        held[channel] -= 1
+        state.limiter.release(ip)
+
+
 async def serve_channel(socket: WebSocket, channel: str) -> None:
     """Authenticate, admit, then push the channel until either side goes away."""
     state = socket.app.state
-    settings, hub, limiter = state.settings, state.hub, state.limiter
-    if not await admit_websocket(socket, state.verifier):
+    if not await admit_websocket(socket, state.verifier, origins=allowed_origins(socket)):
         return
-    ip = client_address(socket, state.proxies)
-    if not limiter.acquire(ip):
-        await socket.close(code=CLOSE_TRY_LATER, reason="too many connections from this address")
-        return
-    try:
-        await _pump(socket, channel, hub, settings.ws_max_message_bytes)
-    finally:
-        limiter.release(ip)
+    async with holding_slot(socket, channel) as admitted:
+        if admitted:
+            await _pump(socket, channel, state.hub, state.settings.ws_max_message_bytes)
 
 
 async def _pump(socket: WebSocket, channel: str, hub: Hub, max_message: int) -> None:
@@ -76,7 +100,7 @@ async def read_messages(
             return
         data = event.get("text") or event.get("bytes") or b""
         if too_big(data, max_message):
-            await socket.close(code=CLOSE_TOO_BIG, reason="message too big")
+            await close_socket(socket, CLOSE_TOO_BIG, "message too big")
             return
         if handle is not None:
             await handle(data)

@@ -15,13 +15,12 @@ import logging
 from litestar import WebSocket, websocket
 
 from app.api import ws_protocol as P
-from app.api.delivery import Close, Pump, Send, Writer
+from app.api.delivery import Close, Pump, Send, Writer, close_socket
 from app.api.feeds import STYLE, render
 from app.api.live import Live
-from app.api.addresses import client_address
 from app.api.auth import admit_websocket
 from app.store import UNAVAILABLE
-from app.api.ws import CLOSE_TOO_BIG, CLOSE_TRY_LATER, read_messages, too_big
+from app.api.ws import CLOSE_TOO_BIG, allowed_origins, holding_slot, read_messages, too_big
 
 log = logging.getLogger("stock_tracker.ws")
 RETRY_S, RETRY_MAX_S = 0.25, 2.0  # a subscription made while Redis is away tries again
@@ -189,21 +188,16 @@ class Session:
 async def ws_subscriptions(socket: WebSocket) -> None:
     """Subscriptions with snapshots and delta updates (docs/ws.md)."""
     state = socket.app.state
-    settings, hub, limiter, live, verifier = state.settings, state.hub, state.limiter, state.live, state.verifier
+    settings, hub, live, verifier = state.settings, state.hub, state.live, state.verifier
     # The client speaks first here: an auth message (when a credential is required, within
     # 5 s) or its first subscription, handed back to be handled like any other.
-    admission = await admit_websocket(socket, verifier, client_speaks_first=True)
+    admission = await admit_websocket(socket, verifier, client_speaks_first=True, origins=allowed_origins(socket))
     if not admission:
         return
-    ip = client_address(socket, state.proxies)
-    if not limiter.acquire(ip):
-        await socket.close(code=CLOSE_TRY_LATER, reason="too many connections from this address")
-        return
-    try:
-        by_message = verifier.required and socket.query_params.get("token") is None
-        await _serve(socket, hub, live, settings, verifier, by_message, admission.pending)
-    finally:
-        limiter.release(ip)
+    async with holding_slot(socket, "ws") as admitted:
+        if admitted:
+            by_message = verifier.required and socket.query_params.get("token") is None
+            await _serve(socket, hub, live, settings, verifier, by_message, admission.pending)
 
 
 async def _serve(
@@ -220,7 +214,7 @@ async def _serve(
     async def read() -> None:
         if first is not None:
             if too_big(first, settings.ws_max_message_bytes):
-                await socket.close(code=CLOSE_TOO_BIG, reason="message too big")
+                await close_socket(socket, CLOSE_TOO_BIG, "message too big")
                 return
             await session.handle(first)
         await read_messages(socket, settings.ws_max_message_bytes, session.handle)
