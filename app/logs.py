@@ -38,6 +38,8 @@ def setup(fmt: str = "kv", level: str = "INFO", *, settings=None, secrets: Itera
         handler.setFormatter(logging.Formatter("ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"))
     values = [*secrets, *(redact.secrets_of(settings) if settings is not None else ())]
     handler.addFilter(redact.install(values))
+    redact.guard_loggers()
+    sys.excepthook = redact.excepthook  # a bug's traceback may quote a URL or a header
     root = logging.getLogger()
     root.setLevel(level.upper())  # first: an unknown level raises before anything changes
     root.handlers[:] = [handler]

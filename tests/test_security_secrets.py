@@ -75,6 +75,7 @@ def logs_captured(caplog, settings: Settings):
         root.handlers[:], _ = saved
         root.setLevel(saved[1])
         redact.install(())
+        sys.excepthook = sys.__excepthook__
 
 
 # ---- unit: each finding -------------------------------------------------------------
@@ -150,6 +151,42 @@ def test_json_log_lines_are_redacted_too(capsys):
     assert WS_TOKEN not in err
     lines = [json.loads(line) for line in err.strip().splitlines()]
     assert "ValueError: ***" in lines[-1]["exc"]
+
+
+def test_an_uncaught_traceback_is_masked():
+    code = ("from app import logs; logs.setup(secrets=['zq-secret-value']); "
+            "raise RuntimeError('refused zq-secret-value with Authorization: Bearer abc.def')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1
+    assert "RuntimeError: refused *** with Authorization: Bearer ***" in done.stderr
+    assert "zq-secret-value" not in done.stderr and "abc.def" not in done.stderr
+
+
+async def test_uvicorn_with_its_own_log_config_is_masked_too(single_redis):
+    """``uvicorn app.api.app:create_app --factory``: uvicorn's loggers keep their own handlers."""
+    port = free_port()
+    log = tempfile.TemporaryFile()
+    env = {**os.environ, "REDIS_URL": single_redis.url, "WS_TOKEN": WS_TOKEN, "LOG_LEVEL": "INFO"}
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "app.api.app:create_app", "--port", str(port)],
+                            env=env, stdout=log, stderr=log)
+    try:
+        async def healthy() -> bool:
+            assert proc.poll() is None
+            try:
+                async with httpx.AsyncClient() as client:
+                    return (await client.get(f"http://127.0.0.1:{port}/healthz?token={BAD_TOKEN}", timeout=0.5)).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        await until(healthy, timeout=30, interval=0.05)
+        assert (await _ws_outcome(f"ws://127.0.0.1:{port}/ws/market?token={WS_TOKEN}"))[0] == "open"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    log.seek(0)
+    text = log.read().decode(errors="replace")
+    assert "WebSocket /ws/market?token=***" in text and "/healthz?token=***" in text
+    assert WS_TOKEN not in text and BAD_TOKEN not in text
 
 
 def test_ordinary_lines_are_left_alone():

@@ -297,8 +297,7 @@ async def serve_fake(host: str, port: int, **kwargs: Any) -> None:
     logging.getLogger("uvicorn.error").addFilter(_denial_noise)
     # uvicorn's request lines carry connectionToken= (and Bearer headers at DEBUG): masked
     # here too, for a fake run without logs.setup's handler.
-    for name in ("uvicorn.error", "uvicorn.access"):
-        logging.getLogger(name).addFilter(redact.current())
+    redact.guard_loggers()
     server = uvicorn.Server(uvicorn.Config(
         fake.app, host=host, port=port, log_config=None, access_log=False, lifespan="on",
         ws_ping_interval=None,  # SignalR liveness is the `{}` keep-alive; a stall must be silent
