@@ -336,6 +336,8 @@ async def _fake_ssi(args: argparse.Namespace, settings: Settings) -> int:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from app.api.http_protocol import uvicorn_options
+
     check_port(args.host, args.port)
     uvicorn.run(
         "app.api.app:create_app",
@@ -344,14 +346,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         port=args.port,
         workers=args.workers,
         ws_max_size=max(settings.ws_max_message_bytes * 4, 65536),
-        # Compression would be per client: it undoes encoding each push once per node.
-        ws_per_message_deflate=False,
-        log_config=None,
-        access_log=False,
-        # Client addresses are ours to work out (app.api.addresses, FORWARDED_ALLOW_IPS):
-        # uvicorn's default believes X-Forwarded-For from 127.0.0.1, so anyone local could spoof.
-        proxy_headers=False,
-        timeout_keep_alive=settings.http_keepalive_s,
+        **uvicorn_options(settings),
     )
     return 0
 

@@ -39,8 +39,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     # Peers whose X-Forwarded-For is believed (addresses or networks, comma-separated; *
     # for any): set it to the proxy in front, else every client shares the proxy's limits.
     forwarded_allow_ips: str = ""
-    api_rate_limit: float = 50.0  # REST requests per second per client address; 0: no limit
-    api_rate_burst: int = 100  # requests a client address may make at once before the rate applies
+    api_rate_limit: int = 50  # REST requests per second per client address, per node; 0: no limit
     http_header_timeout_s: float = 10.0  # a client that has not sent its request head by then is dropped
     http_keepalive_s: float = 5.0  # an idle keep-alive connection is closed after this
     cors_origins: str = ""  # comma-separated origins allowed to call the REST API from a browser; * any
@@ -61,6 +60,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     futures_naming: str = "legacy"
     log_format: str = "kv"
     log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        from app.api.addresses import TrustedProxies  # a pure parser; checked at load, not at the first request
+
+        TrustedProxies.parse(self.forwarded_allow_ips)
 
     def __repr__(self) -> str:
         # Settings may end up in a log line or a traceback: never show secrets.

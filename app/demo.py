@@ -29,6 +29,7 @@ from redis.asyncio import Redis
 
 from app import keys as K
 from app.api.app import create_app
+from app.api.http_protocol import uvicorn_options
 from app.api.feed import LIVE, SIMULATION_FIELDS, Simulation
 from app.clock import SESSION_CLOSE, VN_TZ, now_vn
 from app.config import Settings
@@ -86,8 +87,8 @@ async def _serve(server: uvicorn.Server, sock: socket.socket, what: str) -> None
 
 
 async def _start(app, sock: socket.socket, what: str, **kwargs) -> tuple[_Server, asyncio.Task]:
-    server = _Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",
-                                    ws_per_message_deflate=False, **kwargs))
+    options = {"log_config": None, "access_log": False, "ws_per_message_deflate": False, **kwargs}
+    server = _Server(uvicorn.Config(app, lifespan="on", **options))
     task = asyncio.create_task(_serve(server, sock, what))
     while not server.started:
         if task.done():
@@ -215,7 +216,7 @@ async def start_demo(
         await pipe.execute()
     servers: list[_Server] = []
     try:
-        api, api_task = await _start(create_app(settings, redis=redis), sock, "API server")
+        api, api_task = await _start(create_app(settings, redis=redis), sock, "API server", **uvicorn_options(settings))
         servers.append(api)
         demo.tasks += [api_task, asyncio.create_task(worker.run(redis, settings, demo.stop))]
         print(f"\n  stock-tracker demo: open {demo.api_url}  (simulated market, {the_plan.date} from "

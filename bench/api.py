@@ -605,6 +605,9 @@ async def bench(args: argparse.Namespace, binary: str) -> dict:
             env = {
                 **os.environ, "REDIS_URL": url, "LOG_LEVEL": "WARNING",
                 "WS_THROTTLE_MS": str(args.throttle_ms), "WS_MAX_PER_IP": str(10 * max(levels) + 100),
+                # Every bench client shares one address: the per-address REST limit would
+                # measure itself, not the node.
+                "API_RATE_LIMIT": "0",
             }
             children.server("projector", ["project"], env)
             api = children.server("api", ["serve", "--host", HOST, "--port", str(port), "--workers", "1"], env)

@@ -11,8 +11,8 @@ from typing import AsyncIterator
 from pathlib import Path
 
 from litestar import Litestar, Request, Response, get
+from litestar.config.cors import CORSConfig
 from litestar.response import File
-from litestar.static_files import create_static_files_router
 from litestar.datastructures import State
 import swagger_ui_bundle
 from litestar.openapi import OpenAPIConfig
@@ -20,7 +20,10 @@ from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from redis.asyncio import Redis
 
 from app.api.addresses import TrustedProxies
-from app.api.auth import Verifier
+from app.api.auth import OPEN, Verifier, require_credential
+from app.api.failures import internal_error, log_unexpected
+from app.api.ratelimit import rate_limit
+from app.api.static_files import static_router
 from app.api.cache import ClosedSessionCache
 from app.api.deps import DEPENDENCIES
 from app.api.feed import feed_status
@@ -41,7 +44,7 @@ STATIC = Path(__file__).with_name("static")
 SWAGGER_ASSETS = "/schema-assets"
 
 
-@get("/", include_in_schema=False)
+@get("/", include_in_schema=False, opt=OPEN)
 async def dashboard() -> File:
     """The live dashboard page (plain HTML/CSS/JS over the REST routes and /ws)."""
     return File(STATIC / "index.html", content_disposition_type="inline", media_type="text/html")
@@ -66,6 +69,14 @@ class _Outage:
 
 # Requests failing back to back are one outage: logged again only after this much quiet.
 OUTAGE_LOG_S = 10.0
+
+
+def _cors(origins: str) -> CORSConfig | None:
+    """CORS_ORIGINS: browsers on these origins may call the REST API (with a Bearer token)."""
+    allowed = [origin.strip() for origin in origins.split(",") if origin.strip()]
+    if not allowed:
+        return None  # same origin only: browsers get no CORS headers, as before
+    return CORSConfig(allow_origins=allowed, allow_methods=["GET"], allow_headers=["Authorization"], max_age=600)
 
 
 def create_app(settings: Settings | None = None, redis: Redis | None = None) -> Litestar:
@@ -99,22 +110,25 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
             if redis is None:
                 await client.aclose()
 
+    proxies = TrustedProxies.parse(settings.forwarded_allow_ips)
+    limiter = rate_limit(settings.api_rate_limit, proxies)
     return Litestar(
         route_handlers=[
             MarketController, BoardController, HistoryController, sessions, vn30_components, feed_status, healthz, readyz, metrics_route, ws_market, ws_foreign, ws_index,
             ws_subscriptions,
-            dashboard, create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False),
-            create_static_files_router(
-                path=SWAGGER_ASSETS, directories=[swagger_ui_bundle.swagger_ui_path], include_in_schema=False
-            ),
+            dashboard, static_router("/static", STATIC), static_router(SWAGGER_ASSETS, swagger_ui_bundle.swagger_ui_path),
         ],
         lifespan=[lifespan],
         state=State({
             "settings": settings, "verifier": Verifier.from_settings(settings), "limiter": IpLimiter(settings.ws_max_per_ip), "closed_cache": ClosedSessionCache(),
-            "proxies": TrustedProxies.parse(settings.forwarded_allow_ips),
+            "proxies": proxies,
         }),
         dependencies=DEPENDENCIES,
-        exception_handlers=dict.fromkeys(REDIS_DOWN, _Outage()),
+        guards=[require_credential],
+        middleware=[limiter.middleware] if limiter else [],
+        cors_config=_cors(settings.cors_origins),
+        exception_handlers={**dict.fromkeys(REDIS_DOWN, _Outage()), 500: internal_error},
+        after_exception=[log_unexpected],
         openapi_config=OpenAPIConfig(
             title="stock-tracker", version="0.1.0", path="/schema",
             # Deployments may be offline: the page's assets come from our own install.

@@ -5,6 +5,10 @@ counts as one more) and HS256 JWTs signed with ``API_JWT_SECRET`` that carry an 
 claim (for browsers; issued by the operator's own backend). With none configured,
 nothing is required and every request is let in, as before.
 
+REST routes and ``/metrics`` are guarded by ``require_credential`` (``Authorization:
+Bearer <token>``; 401 JSON with ``WWW-Authenticate``); handlers marked ``opt={"public":
+True}`` stay open.
+
 Interface (the app keeps one ``Verifier`` in ``app.state.verifier``)::
 
     verifier = Verifier.from_settings(settings)
@@ -41,7 +45,9 @@ from dataclasses import dataclass
 import jwt
 import msgspec
 from litestar import WebSocket
-from litestar.exceptions import WebSocketDisconnect
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException, WebSocketDisconnect
+from litestar.handlers.base import BaseRouteHandler
 
 from app.api.origins import REASON as ORIGIN_REFUSED, AllowedOrigins
 
@@ -103,6 +109,32 @@ def bearer_token(authorization: str | None) -> str | None:
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
+
+
+PUBLIC = "public"  # handler opt: open without a credential (/, /healthz, /readyz, static files)
+NOT_LIMITED = "not_rate_limited"  # handler opt: not counted by the REST rate limit
+# Health probes, the page and its files: a load balancer has no credential, and a page
+# load must not use up a client's request budget.
+OPEN = {PUBLIC: True, NOT_LIMITED: True}
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="stock-tracker"'}
+
+
+def require_credential(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+    """Guard of every HTTP route: a valid ``Authorization: Bearer`` credential when one is
+    configured (401 otherwise), unless the handler is marked ``opt={"public": True}``.
+
+    WebSockets are admitted by ``admit_websocket`` (their credential may come in the
+    first message, after the handshake this guard would see).
+    """
+    if connection.scope["type"] != "http" or handler.opt.get(PUBLIC):
+        return
+    verifier: Verifier = connection.app.state.verifier
+    if not verifier.required:
+        return
+    token = bearer_token(connection.headers.get("authorization"))
+    if token is None or not verifier.verify(token):
+        # Which of the two it was is not said: either way the answer is the same.
+        raise NotAuthorizedException(detail="missing or invalid credential", headers=_CHALLENGE)
 
 
 class _AuthOp(msgspec.Struct):

@@ -5,14 +5,14 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from litestar import Controller, Response, get
+from litestar import Controller, get
 from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import PathParameter, QueryParameter
 from redis.asyncio import Redis
 
 from app import keys as K
 from app.api.deps import ClosedCacheDep, LiveDep, RedisDep, SettingsDep
-from app.api.routes import DateParam, check_date
+from app.api.routes import DateParam, check_date, json_response
 from app.projections import read, read_history
 from app.projections.hashes import comma_list
 from app.schemas import (
@@ -30,10 +30,6 @@ EXCHANGES = ("HOSE", "HNX", "UPCOM", "DER")
 MAX_SYMBOLS = 2000
 _SYMBOL = re.compile(r"[A-Z0-9_.\-]{1,32}")
 _ERRORS = [ValidationException, NotFoundException]
-
-
-def _json(body: bytes) -> Response:
-    return Response(body, media_type="application/json")
 
 
 async def _ref(redis: Redis, date: str | None) -> SessionRef | None:
@@ -62,7 +58,7 @@ class BoardController(Controller):
         wanted, exchange = await self._selection(redis, symbols)
         if date is None and ref is not None and not ref.closed and live.trusted():
             # The live session: from this node's board cache, read again only where it changed.
-            return _json((await live.board_text(ref, wanted, exchange)).encode())
+            return json_response((await live.board_text(ref, wanted, exchange)).encode())
 
         async def build() -> Board:
             if ref is None:
@@ -72,7 +68,7 @@ class BoardController(Controller):
                 rows = {s: r for s, r in rows.items() if r.exchange == exchange}
             return Board(session=ref, rows=rows)
 
-        return _json(await closed_cache.get(("board", symbols), ref, build))
+        return json_response(await closed_cache.get(("board", symbols), ref, build))
 
     @staticmethod
     async def _selection(redis: Redis, symbols: str | None) -> tuple[list[str] | None, str | None]:
@@ -106,7 +102,7 @@ class BoardController(Controller):
             rows = await read_history.read_trades(redis, ref.date, sym, n) if ref else []
             return Trades(session=ref, symbol=sym, trades=rows)
 
-        return _json(await closed_cache.get(("trades", sym, n), ref, build))
+        return json_response(await closed_cache.get(("trades", sym, n), ref, build))
 
 
 class HistoryController(Controller):
@@ -128,7 +124,7 @@ class HistoryController(Controller):
             bars = await read_history.read_candles(redis, ref.date, sym, interval) if ref else []
             return Candles(session=ref, symbol=sym, interval=interval, candles=bars)
 
-        return _json(await closed_cache.get(("candles", sym, interval), ref, build))
+        return json_response(await closed_cache.get(("candles", sym, interval), ref, build))
 
     @get("/foreign", summary="Foreign flow per minute: the market's, or one symbol's", raises=_ERRORS)
     async def foreign(
@@ -142,7 +138,7 @@ class HistoryController(Controller):
             minutes = await read_history.read_foreign_minutes(redis, ref.date, sym) if ref else []
             return ForeignHistory(session=ref, symbol=sym, minutes=minutes)
 
-        return _json(await closed_cache.get(("foreign", sym), ref, build))
+        return json_response(await closed_cache.get(("foreign", sym), ref, build))
 
     @get("/index/{index_id:str}", summary="Candles of one index (VN30, VNINDEX, HNXIndex, ...)", raises=_ERRORS)
     async def index(
@@ -157,7 +153,7 @@ class HistoryController(Controller):
             bars = await read_history.read_index_candles(redis, ref.date, index_id) if ref else []
             return IndexHistory(session=ref, index_id=index_id, candles=bars)
 
-        return _json(await closed_cache.get(("index", index_id), ref, build))
+        return json_response(await closed_cache.get(("index", index_id), ref, build))
 
     @get("/basis", summary="The VN30 futures basis, minute by minute", raises=_ERRORS)
     async def basis(self, redis: RedisDep, closed_cache: ClosedCacheDep, date: str | None = DateParam) -> BasisHistory:
@@ -166,7 +162,7 @@ class HistoryController(Controller):
         async def build() -> BasisHistory:
             return BasisHistory(session=ref, points=await read_history.read_basis(redis, ref.date) if ref else [])
 
-        return _json(await closed_cache.get(("basis",), ref, build))
+        return json_response(await closed_cache.get(("basis",), ref, build))
 
 
 @get("/api/sessions", tags=["history"], summary="The known sessions, newest first: closed, frames, dead letters")

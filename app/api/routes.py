@@ -12,12 +12,13 @@ from redis.asyncio import Redis
 
 from app import keys as K
 from app.api import metrics
+from app.api.auth import OPEN
 from app.api.views import foreign_summary
 from app.clock import parse_session_date
 from app.projections import read
 from app.projections.hashes import comma_list
-from app.schemas import DerivativesData, ForeignSummary, IndexData, MarketSnapshot, SessionStats
-from app.api.deps import RedisDep, SettingsDep, HubDep
+from app.schemas import DerivativesData, ForeignSummary, IndexData, MarketSnapshot, SessionRef, SessionStats
+from app.api.deps import ClosedCacheDep, RedisDep, SettingsDep, HubDep
 from app.store import REDIS_DOWN
 
 DateParam = QueryParameter(required=False, description="Session (trading date) YYYY-MM-DD; default: the current session")
@@ -33,6 +34,16 @@ def check_date(date: str | None) -> str | None:
         raise ValidationException(detail=str(exc)) from None
 
 
+def json_response(body: bytes) -> Response:
+    """Already encoded JSON (a cached or rendered body) as the response."""
+    return Response(body, media_type="application/json")
+
+
+async def _dated(redis: Redis, date: str | None) -> SessionRef | None:
+    """The session a ``?date=`` names (checked), or None without one."""
+    return await read.resolve_session(redis, check_date(date)) if date is not None else None
+
+
 async def _session(redis: Redis, date: str | None) -> str | None:
     """The session to read: the given date, or the current one (closed or not)."""
     ref = await read.resolve_session(redis, check_date(date))
@@ -44,25 +55,40 @@ class MarketController(Controller):
     tags = ["market"]
 
     @get("/snapshot", summary="Full market snapshot: quotes, indices, foreign, derivatives")
-    async def snapshot(self, redis: RedisDep, hub: HubDep, date: str | None = DateParam) -> MarketSnapshot:
-        if date is None:
-            # The very text the /ws/market push carries: rendered once per change.
+    async def snapshot(
+        self, redis: RedisDep, hub: HubDep, closed_cache: ClosedCacheDep, date: str | None = DateParam
+    ) -> MarketSnapshot:
+        ref = await _dated(redis, date)
+        if ref is None or (not ref.closed and ref.date == await read.current_session(redis)):
+            # The current session: the very text the /ws/market push carries, rendered
+            # once per change (a ?date= naming today must not rebuild it per request).
             return Response((await hub.current("market")).encode(), media_type="application/json")
-        return await read.market_snapshot(redis, check_date(date))
+        return json_response(await closed_cache.get(("snapshot",), ref, lambda: read.market_snapshot(redis, ref.date)))
 
     @get("/foreign", summary="Foreign investor flow: totals and top 5 net buyers / sellers")
-    async def foreign(self, redis: RedisDep, date: str | None = DateParam) -> ForeignSummary:
-        return await foreign_summary(redis, await _session(redis, date))
+    async def foreign(self, redis: RedisDep, closed_cache: ClosedCacheDep, date: str | None = DateParam) -> ForeignSummary:
+        ref = await read.resolve_session(redis, check_date(date))
+        return json_response(await closed_cache.get(("foreign",), ref, lambda: foreign_summary(redis, ref.date if ref else None)))
 
     @get("/indices", summary="Indices (VN30, VNINDEX, HNXIndex, ...) with breadth and intraday line")
-    async def indices(self, redis: RedisDep, date: str | None = DateParam) -> dict[str, IndexData]:
-        session = await _session(redis, date)
-        return await read.read_indices(redis, session) if session else {}
+    async def indices(self, redis: RedisDep, closed_cache: ClosedCacheDep, date: str | None = DateParam) -> dict[str, IndexData]:
+        ref = await read.resolve_session(redis, check_date(date))
+
+        async def build() -> dict[str, IndexData]:
+            return await read.read_indices(redis, ref.date) if ref else {}
+
+        return json_response(await closed_cache.get(("indices",), ref, build))
 
     @get("/derivatives", summary="The active VN30 futures contract and its basis")
-    async def derivatives(self, redis: RedisDep, date: str | None = DateParam) -> DerivativesData | None:
-        session = await _session(redis, date)
-        return await read.read_derivatives(redis, session) if session else None
+    async def derivatives(
+        self, redis: RedisDep, closed_cache: ClosedCacheDep, date: str | None = DateParam
+    ) -> DerivativesData | None:
+        ref = await read.resolve_session(redis, check_date(date))
+
+        async def build() -> DerivativesData | None:
+            return await read.read_derivatives(redis, ref.date) if ref else None
+
+        return json_response(await closed_cache.get(("derivatives",), ref, build))
 
     @get("/trade-analysis/{symbol:str}", summary="Active buy / active sell breakdown of one symbol")
     async def trade_analysis(
@@ -82,12 +108,12 @@ async def vn30_components(redis: RedisDep) -> dict[str, list[str]]:
     return {"symbols": symbols}
 
 
-@get("/healthz", tags=["ops"], summary="The process is up")
+@get("/healthz", tags=["ops"], summary="The process is up", opt=OPEN)
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/readyz", tags=["ops"], summary="Redis reachable and projector lag under the bound")
+@get("/readyz", tags=["ops"], summary="Redis reachable and projector lag under the bound", opt=OPEN)
 async def readyz(redis: RedisDep, settings: SettingsDep) -> Response:
     try:
         await redis.ping()
