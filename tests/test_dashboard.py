@@ -464,12 +464,29 @@ async def test_dashboard_reconnects_and_sends_the_token_as_its_first_message(red
                     sockets.append(ws.url)
                     ws.on("framesent", lambda payload: first_frames.append(payload) if len(first_frames) < len(sockets) else None)
 
+                requests: list = []
                 page.on("websocket", opened)
-                await page.goto(server.http + "/?token=s3cret")
+                page.on("request", lambda r: requests.append(r))
+                await page.goto(server.http + "/?token=s3cret&date=")
                 await wait_value(page, board("ACB", "mua_chu_dong_volume"), 100)
                 assert await page.get_attribute("#socket-status", "data-state") == "open"
                 # The token travels in the first message on /ws, never in its URL.
                 assert sockets and all(url.endswith("/ws") for url in sockets), sockets
+                assert json.loads(first_frames[0]) == {"op": "auth", "token": "s3cret"}
+                # It is gone from the address bar at once (the rest of the address kept), and
+                # every REST call carries it as a bearer token, no other request at all.
+                assert "token" not in page.url and "date=" in page.url, page.url
+                rest = [r for r in requests if "/api/" in r.url]
+                assert {r.url.split("?")[0].split("/api/")[1] for r in rest} >= {"feed", "sessions"}
+                for r in requests[1:]:  # after the page's own address, which the user typed
+                    headers = await r.all_headers()
+                    assert "s3cret" not in r.url and "s3cret" not in headers.get("referer", ""), r.url
+                    assert headers.get("authorization") == ("Bearer s3cret" if r in rest else None), r.url
+                # A reload of the stripped address keeps the token (this tab's storage).
+                first_frames.clear()
+                sockets.clear()
+                await page.reload()
+                await page.wait_for_selector('#socket-status[data-state="open"]', timeout=WAIT_MS)
                 assert json.loads(first_frames[0]) == {"op": "auth", "token": "s3cret"}
 
                 # The node goes away and comes back on the same port: the page

@@ -209,8 +209,41 @@
   // ---- which session is shown, and fetching it ---------------------------------------
 
   const params = new URLSearchParams(location.search);
-  const token = params.get("token");
   const askedDate = params.get("date");
+
+  // ---- the credential ----------------------------------------------------------------
+
+  // A token given in the page's address (?token=) is taken out of it at once: an address
+  // ends up in history, bookmarks, screenshots and logs. It lives on in this tab's
+  // sessionStorage, so a reload keeps it, and goes to the node only as
+  // "Authorization: Bearer" on REST and as the first message on /ws.
+  const TOKEN_KEY = "stock-tracker.token";
+  const token = (() => {
+    const url = new URL(location.href);
+    const given = url.searchParams.get("token");
+    if (given !== null) {
+      url.searchParams.delete("token");
+      history.replaceState(history.state, "", url);
+      try {
+        if (given) sessionStorage.setItem(TOKEN_KEY, given);
+        else sessionStorage.removeItem(TOKEN_KEY); // "?token=" forgets the one kept
+      } catch {
+        /* storage off: the token lasts as long as the page */
+      }
+      return given || null;
+    }
+    try {
+      return sessionStorage.getItem(TOKEN_KEY);
+    } catch {
+      return null;
+    }
+  })();
+
+  /** GET a route of the node, with the token when the page has one. */
+  function nodeGet(url) {
+    const headers = token !== null ? { Authorization: `Bearer ${token}` } : {};
+    return fetch(url, { cache: "no-store", headers });
+  }
 
   // date null: the live session. gen changes with it, so an answer that was asked for
   // before a switch is dropped rather than painted over the other day.
@@ -224,8 +257,7 @@
     if (view.date) q.set("date", view.date);
     const qs = q.toString();
     try {
-      const headers = token !== null ? { Authorization: `Bearer ${token}` } : {};
-      const res = await fetch(qs ? `${path}?${qs}` : path, { cache: "no-store", headers });
+      const res = await nodeGet(qs ? `${path}?${qs}` : path);
       if (!res.ok) return null;
       const body = await res.json();
       return gen === view.gen ? body : null;
@@ -1340,7 +1372,7 @@
     if (sessions.loading) return sessions.loading;
     sessions.loading = (async () => {
       try {
-        const res = await fetch("/api/sessions", { cache: "no-store" });
+        const res = await nodeGet("/api/sessions");
         if (!res.ok) return;
         const data = await res.json();
         sessions.current = data.current;
@@ -1420,7 +1452,7 @@
     clearTimeout(sim.timer);
     let feed;
     try {
-      const res = await fetch("/api/feed", { cache: "no-store" });
+      const res = await nodeGet("/api/feed");
       if (!res.ok) return;
       feed = await res.json();
     } catch {
