@@ -106,12 +106,30 @@ class Changes(NamedTuple):
     kinds: set[str]  # the kinds that changed
 
 
+def dirty_by_kind(dirty: set[tuple[str, str]]) -> dict[str, list[str]]:
+    """The dirty entities' names by kind, each list sorted (in KINDS order)."""
+    groups: dict[str, list[str]] = {}
+    for kind, name in dirty:
+        names = groups.get(kind)
+        if names is None:
+            groups[kind] = [name]
+        else:
+            names.append(name)
+    out: dict[str, list[str]] = {}
+    for kind in KINDS:
+        names = groups.get(kind.name)
+        if names is not None:
+            names.sort()
+            out[kind.name] = names
+    return out
+
+
 def diff(
     state: SessionState, keys: SessionKeys, written: dict[str, Hash], members: dict[str, set[str]],
-    snapshots: dict[str, tuple] | None = None,
+    snapshots: dict[str, tuple] | None = None, groups: dict[str, list[str]] | None = None,
 ) -> Changes:
-    """The changes of ``state.dirty`` against what was written last (both updated), then
-    clears the dirty set.
+    """The changes of ``state.dirty`` (or of ``groups``, its :func:`dirty_by_kind`)
+    against what was written last (both updated), then clears the dirty set.
 
     ``written`` holds the last written fields of each key (as loaded from Redis); a kind
     with a ``delta`` is diffed by value instead, against the snapshot of the value last
@@ -121,46 +139,65 @@ def diff(
     changes = Changes([], [], [], [], set())
     if snapshots is None:
         snapshots = {}
-    for kind, name in sorted(state.dirty):
-        changes.kinds.add(kind)
-        series = BY_NAME[kind]
-        if series.changed is not None:
-            _series_changes(state, keys, series, name, changes)
+    if groups is None:
+        groups = dirty_by_kind(state.dirty)
+    for kind_name, names in groups.items():
+        changes.kinds.add(kind_name)
+        kind = BY_NAME[kind_name]
+        if kind.changed is not None:
+            _series_changes(state, keys, kind, names, changes)
             continue
-        if series.delta is None or not _value_changes(state, keys, series, name, changes, written, snapshots):
-            _hash_changes(state, keys, kind, name, changes, written)
-        set_name = member_of(kind)
-        if set_name and name not in members.setdefault(set_name, set()):
-            members[set_name].add(name)
-            changes.sadd.append((keys.members(set_name), [name]))
+        if kind.delta is not None:
+            names = _value_changes(state, keys, kind, names, changes, written, snapshots)
+        for name in names:
+            _hash_changes(state, keys, kind_name, name, changes, written)
+        set_name = member_of(kind_name)
+        if set_name:
+            known = members.setdefault(set_name, set())
+            new = [name for name in groups[kind_name] if name not in known]
+            if new:
+                known.update(new)
+                changes.sadd.append((keys.members(set_name), new))
     state.dirty.clear()
     return changes
 
 
 def _value_changes(
-    state: SessionState, keys: SessionKeys, kind: Kind, name: str, changes: Changes,
+    state: SessionState, keys: SessionKeys, kind: Kind, names: list[str], changes: Changes,
     written: dict[str, Hash], snapshots: dict[str, tuple],
-) -> bool:
-    """Diff by value against the last written snapshot; False when there is none yet (or
-    no value: the key is deleted), for the caller to diff the encoded hash."""
-    key = key_of(keys, kind, kind.segments[0], name)
-    value = value_of(state, kind, name)
-    before = snapshots.get(key)
-    if value is None:
-        snapshots.pop(key, None)
-        if before is not None:  # written since loaded: a key of ours, whatever ``written`` says
-            written[key] = {"": ""}
-        return False
-    now = kind.snapshot(value)
-    snapshots[key] = now
-    if before is None:
-        return False
-    changed, removed = kind.delta(value, now, before)
-    if changed:
-        changes.hset.append((key, changed))
-    if removed:
-        changes.hdel.append((key, removed))
-    return True
+) -> list[str]:
+    """Diff by value against the last written snapshots; returns the names with none yet
+    (or no value: the key is deleted), for the caller to diff the encoded hash."""
+    rest: list[str] = []
+    hset, hdel = changes.hset, changes.hdel
+    snapshot, delta = kind.snapshot, kind.delta
+    segment = kind.segments[0]
+    if kind.per_entity:
+        holder = getattr(state, kind.attr)
+        prefix = keys.entity(segment, "")
+    else:
+        holder = {"": getattr(state, kind.attr)}
+        prefix = keys.base + segment
+    for name in names:
+        key = prefix + name
+        value = holder.get(name)
+        before = snapshots.get(key)
+        if value is None:
+            snapshots.pop(key, None)
+            if before is not None:  # written since loaded: a key of ours, whatever ``written`` says
+                written[key] = {"": ""}
+            rest.append(name)
+            continue
+        now = snapshots[key] = snapshot(value)
+        if before is None:
+            rest.append(name)
+            continue
+        changed, removed = delta(value, now, before)
+        if changed:
+            hset.append((key, changed))
+        if removed:
+            hdel.append((key, removed))
+    return rest
 
 
 def _hash_changes(
@@ -182,17 +219,26 @@ def _hash_changes(
         written[key] = fields
 
 
-def _series_changes(state: SessionState, keys: SessionKeys, kind: Kind, name: str, changes: Changes) -> None:
+def _series_changes(state: SessionState, keys: SessionKeys, kind: Kind, names: list[str], changes: Changes) -> None:
     """A series writes the fields it changed; no copy of it is kept to diff against."""
-    value = value_of(state, kind, name)
-    if value is None:
-        return
-    fields, gone = kind.changed(value)
-    key = key_of(keys, kind, kind.segments[0], name)
-    if fields:
-        changes.hset.append((key, [x for item in fields.items() for x in item]))
-    if gone:
-        changes.hdel.append((key, gone))
+    segment = kind.segments[0]
+    changed = kind.changed
+    hset, hdel = changes.hset, changes.hdel
+    if kind.per_entity:
+        holder = getattr(state, kind.attr)
+        prefix = keys.entity(segment, "")
+    else:
+        holder = {"": getattr(state, kind.attr)}
+        prefix = keys.base + segment
+    for name in names:
+        value = holder.get(name)
+        if value is None:
+            continue
+        fields, gone = changed(value)
+        if fields:
+            hset.append((prefix + name, [x for item in fields.items() for x in item]))
+        if gone:
+            hdel.append((prefix + name, gone))
 
 
 def field_count(changes: Changes) -> int:

@@ -7,6 +7,8 @@ Lists are comma-separated; None fields are left out (absent means null).
 
 from __future__ import annotations
 
+from itertools import compress
+from operator import is_not
 from typing import Any
 
 import msgspec
@@ -63,9 +65,14 @@ def changed_fields(obj: msgspec.Struct, now: tuple, before: tuple) -> tuple[list
     of ``obj``'s type): only the fields whose value changed are encoded, as to_hash would."""
     changed: list[str] = []
     removed: list[str] = []
-    for name, value, old in zip(obj.__struct_fields__, now, before):
+    # A field not assigned since the snapshot holds the same object: only the others are
+    # looked at (picked out in C, not compared one by one here).
+    moved = list(map(is_not, now, before))
+    for name, value, old in zip(
+        compress(obj.__struct_fields__, moved), compress(now, moved), compress(before, moved)
+    ):
         kind = type(value)
-        if value is old or (value == old and kind is type(old)):
+        if value == old and kind is type(old):
             continue
         if kind is int or kind is str:
             changed += (name, str(value))

@@ -138,8 +138,16 @@ def _number(text_value: str) -> int | float:
     return float(text_value) if "." in text_value or "e" in text_value else int(text_value)
 
 
+_MINUTES: dict[int, str] = {}  # minute start -> "HH:MM"; at most 1,440 entries
+
+
 def _minute_field(t: int) -> str:
-    return hms(t)[:5]
+    field = _MINUTES.get(t)
+    if field is None:
+        field = hms(t)[:5]
+        if 0 <= t < 86_400:
+            _MINUTES[t] = field
+    return field
 
 
 def _series(segment: str) -> tuple[Encode, Decode, Changed]:
@@ -155,8 +163,9 @@ def _series(segment: str) -> tuple[Encode, Decode, Changed]:
 
     def changed(series: history.Series) -> tuple[Hash, list[str]]:
         points = series.points
-        out = {_minute_field(t): _row(points[t]) for t in sorted(series.changed) if t in points}
-        gone = [_minute_field(t) for t in series.changed if t not in points]
+        changed = sorted(series.changed)
+        out = {_minute_field(t): _row(points[t]) for t in changed if t in points}
+        gone = [_minute_field(t) for t in changed if t not in points] if len(out) < len(changed) else []
         series.changed.clear()
         return out, gone
 
@@ -164,7 +173,11 @@ def _series(segment: str) -> tuple[Encode, Decode, Changed]:
 
 
 def _row(values: list) -> str:
-    return ",".join(text(v) for v in values)
+    # Rows hold ints and floats, whose str() is text(); anything else is spelled by text().
+    row = ",".join(map(str, values))
+    if "True" in row or "False" in row or "[" in row:
+        row = ",".join(text(v) for v in values)
+    return row
 
 
 def _tape_entry(entry: list) -> str:

@@ -275,26 +275,22 @@ class SessionProjector:
         state = self.state
         keys = self.keys
         entities = len(state.dirty)
-        names = changed_names(state.dirty)  # read before the diff clears it
-        changes = codec.diff(state, keys, self._written, self._members, self._snapshots)
+        groups = codec.dirty_by_kind(state.dirty)
+        names = changed_names(groups)
+        changes = codec.diff(state, keys, self._written, self._members, self._snapshots, groups)
         if entities:
             fields = codec.field_count(changes)
             self._fields_per_entity = (self._fields_per_entity + max(fields, 1) / entities) / 2
         fixed = {"meta": keys.meta, "dead_letters": keys.dead, "frames": keys.frames, "lease": keys.lease}
         # The keys the changes touch follow the script's own, referenced by number.
-        extra: dict[str, int] = {}
-
-        def index_of(key: str) -> int:
-            idx = extra.get(key)
-            if idx is None:
-                idx = extra[key] = len(fixed) + len(extra) + 1
-            return idx
-
+        touched = [key for key, _ in changes.hset] + [key for key, _ in changes.hdel] + changes.delete
+        touched += [key for key, _ in changes.sadd]
+        extra = {key: i for i, key in enumerate(dict.fromkeys(touched), len(fixed) + 1)}
         body = {
-            "hset": [(index_of(key), fields) for key, fields in changes.hset],
-            "hdel": [(index_of(key), fields) for key, fields in changes.hdel],
-            "del": [index_of(key) for key in changes.delete],
-            "sadd": [(index_of(key), names) for key, names in changes.sadd],
+            "hset": [(extra[key], fields) for key, fields in changes.hset],
+            "hdel": [(extra[key], fields) for key, fields in changes.hdel],
+            "del": [extra[key] for key in changes.delete],
+            "sadd": [(extra[key], names) for key, names in changes.sadd],
             "dead": [
                 (entry_id.decode(), reason, APPLY.first_extra_arg + i)
                 for i, (entry_id, reason, _) in enumerate(dead)
@@ -354,15 +350,15 @@ class SessionProjector:
         return StreamPosition.parse(last[0][0]) <= self._checkpoint and not self._backlog
 
 
-def changed_names(dirty: set[tuple[str, str]]) -> dict[str, list[str]]:
-    """The changed entities of each per-entity kind a channel shows, for the notice."""
+def changed_names(groups: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The changed entities of each per-entity kind a channel shows, for the notice
+    (``groups``: the dirty names by kind, codec.dirty_by_kind)."""
     out: dict[str, list[str]] = {}
-    for kind, name in dirty:
-        if name and kinds.BY_NAME[kind].channels:
-            out.setdefault(kind, []).append(name)
-    for names in out.values():
-        names.sort()
-    return out
+    for kind, names in groups.items():
+        spec = kinds.BY_NAME[kind]
+        if spec.per_entity and spec.channels:
+            out[kind] = [name for name in names if name]
+    return {kind: names for kind, names in out.items() if names}
 
 
 def _retrieve(future: asyncio.Future) -> None:

@@ -132,6 +132,8 @@ def _side(prices: tuple[float, ...], vols: tuple[float, ...]) -> str | None:
 
 _FIELDS = QuoteState.__struct_fields__
 _SCALARS = tuple((name, _FIELDS.index(name)) for name in SCALAR_FIELDS)
+_N_SCALARS = len(SCALAR_FIELDS)
+assert _FIELDS[:_N_SCALARS] == SCALAR_FIELDS
 _SIDE_AT = tuple((side, _FIELDS.index(p), _FIELDS.index(v)) for side, p, v in SIDES)
 
 
@@ -145,14 +147,16 @@ def changed_fields(quote: QuoteState, now: tuple, before: tuple) -> tuple[list[s
     changed is encoded (a side whose levels are the same tuples costs nothing)."""
     changed: list[str] = []
     removed: list[str] = []
-    for name, i in _SCALARS:
-        value, old = now[i], before[i]
-        if value is old or (value == old and type(value) is type(old)):
-            continue
-        if value is None:
-            removed.append(name)
-        else:
-            changed += (name, repr(value) if type(value) is float else str(value))
+    # Scalars first in the struct, each of one type (or None): equal tuples, nothing to do.
+    if now[:_N_SCALARS] != before[:_N_SCALARS]:
+        for name, i in _SCALARS:
+            value, old = now[i], before[i]
+            if value is old or (value == old and type(value) is type(old)):
+                continue
+            if value is None:
+                removed.append(name)
+            else:
+                changed += (name, repr(value) if type(value) is float else str(value))
     for side, p, v in _SIDE_AT:
         if now[p] == before[p] and now[v] == before[v]:
             continue
