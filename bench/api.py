@@ -310,14 +310,18 @@ class HttpLoad(asyncio.Protocol):
                 self._send()
 
 
-async def http_client_main(port: int, path: str, conns: int, seconds: float, warmup: float) -> None:
-    """Closed-loop GET load; prints one JSON line of figures."""
+async def http_client_main(
+    port: int, path: str, conns: int, seconds: float, warmup: float, addresses: bool = False
+) -> None:
+    """Closed-loop GET load; prints one JSON line of figures. ``addresses``: each
+    connection says it is another client (``X-Forwarded-For``, for a node trusting us)."""
     loop = asyncio.get_running_loop()
-    request = f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nAccept: application/json\r\n\r\n".encode()
     run = {"recording": False, "running": True, "latencies": [], "errors": 0, "lost": 0}
     transports = []
-    for _ in range(conns):
-        transport, _ = await loop.create_connection(lambda: HttpLoad(request, run), HOST, port)
+    for i in range(conns):
+        forwarded = f"X-Forwarded-For: 10.9.{i // 250}.{i % 250 + 1}\r\n" if addresses else ""
+        request = f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n{forwarded}Accept: application/json\r\n\r\n".encode()
+        transport, _ = await loop.create_connection(lambda request=request: HttpLoad(request, run), HOST, port)
         transports.append(transport)
     await asyncio.sleep(warmup)
     usage0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -574,8 +578,10 @@ async def measure_fanout(children: Children, feed: Feed, port: int, levels: list
     return {"baseline": baseline, "levels": out, "capacity": max(ok, default=0), "push_ms": every * 1000, "deflate": deflate}
 
 
-async def measure_rest(children: Children, port: int, path: str, conns: int, seconds: float, warmup: float) -> dict:
-    proc = await children.client("_http", str(port), path, str(conns), str(seconds), str(warmup))
+async def measure_rest(
+    children: Children, port: int, path: str, conns: int, seconds: float, warmup: float, addresses: bool = False
+) -> dict:
+    proc = await children.client("_http", str(port), path, str(conns), str(seconds), str(warmup), str(addresses))
     out, _ = await asyncio.wait_for(proc.communicate(), seconds + warmup + 60)
     if proc.returncode != 0 or not out:
         raise RuntimeError(f"the HTTP load process failed ({proc.returncode})")
@@ -757,8 +763,8 @@ def main() -> None:
         asyncio.run(ws_subs.client_main(int(port), int(n), mode, int(seed), names))
         return
     if len(sys.argv) > 1 and sys.argv[1] == "_http":
-        port, path, conns, seconds, warmup = sys.argv[2:7]
-        asyncio.run(http_client_main(int(port), path, int(conns), float(seconds), float(warmup)))
+        port, path, conns, seconds, warmup, addresses = sys.argv[2:8]
+        asyncio.run(http_client_main(int(port), path, int(conns), float(seconds), float(warmup), addresses == "True"))
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="short run (~40 s): fewer, shorter measurements")

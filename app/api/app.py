@@ -111,7 +111,7 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
                 await client.aclose()
 
     proxies = TrustedProxies.parse(settings.forwarded_allow_ips)
-    limiter = rate_limit(settings.api_rate_limit, proxies)
+    rest_limit = rate_limit(settings.api_rate_limit, proxies)
     return Litestar(
         route_handlers=[
             MarketController, BoardController, HistoryController, sessions, vn30_components, feed_status, healthz, readyz, metrics_route, ws_market, ws_foreign, ws_index,
@@ -125,7 +125,7 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
         }),
         dependencies=DEPENDENCIES,
         guards=[require_credential],
-        middleware=[limiter.middleware] if limiter else [],
+        middleware=[rest_limit] if rest_limit else [],
         cors_config=_cors(settings.cors_origins),
         exception_handlers={**dict.fromkeys(REDIS_DOWN, _Outage()), 500: internal_error},
         after_exception=[log_unexpected],

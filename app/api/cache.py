@@ -20,6 +20,17 @@ class ClosedSessionCache:
         self._entries: OrderedDict[tuple, bytes] = OrderedDict()
         self.hits = 0
 
+    def cached(self, key: tuple, date: str | None) -> bytes | None:
+        """The body kept for ``key`` of the closed session ``date``, if any: a closed
+        session never reopens, so a hit needs no look at Redis."""
+        if date is None:
+            return None
+        body = self._entries.get((*key, date))
+        if body is not None:
+            self.hits += 1
+            self._entries.move_to_end((*key, date))
+        return body
+
     async def get(self, key: tuple, session: SessionRef | None, build: Callable[[], Awaitable[object]]) -> bytes:
         """The JSON of ``build()``, cached when ``session`` is closed (final)."""
         if session is None or not session.closed:

@@ -1,41 +1,59 @@
-"""Per-address REST rate limit: Litestar's rate-limit middleware, keyed by our client address.
+"""Per-address REST rate limit: ``limits``' fixed window, keyed by our client address.
 
 ``API_RATE_LIMIT`` requests per second per client address (app.api.addresses: the socket
 peer, or the last hop a trusted proxy saw), per node; 0 turns it off. Over it: 429 with
-``Retry-After`` (seconds until the window resets) besides the draft ``RateLimit-*`` headers.
-Health probes and static files are not counted: a load balancer or a page load must not
-use up a client's budget.
+``Retry-After`` (whole seconds until the window resets). Handlers marked ``NOT_LIMITED``
+(the probes, the page and its files) are not counted.
+
+Litestar's own rate-limit middleware keeps every request's timestamp of the window per
+address and JSON-encodes that list into its store under one global lock on each request:
+it cut the REST rate of a node to 0.43x. ``limits`` counts in memory in about 3 us.
 """
 
 from __future__ import annotations
 
-from litestar.exceptions import TooManyRequestsException
-from litestar.middleware.rate_limit import RateLimitConfig, RateLimitMiddleware
+import math
+import time
 
-from app.api.addresses import TrustedProxies, client_address
+from limits import RateLimitItemPerSecond
+from limits.storage import MemoryStorage
+from limits.strategies import FixedWindowRateLimiter
+from litestar.enums import ScopeType
+from litestar.exceptions import TooManyRequestsException
+from litestar.middleware import AbstractMiddleware, DefineMiddleware
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+from app.api.addresses import TrustedProxies
 from app.api.auth import NOT_LIMITED
 
 
-class _Middleware(RateLimitMiddleware):
-    async def __call__(self, scope, receive, send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        except TooManyRequestsException as exc:
-            reset = exc.headers.get(self.config.rate_limit_reset_header_key) if exc.headers else None
-            retry = max(1, int(reset)) if reset and reset.lstrip("-").isdigit() else 1
-            exc.headers = {**(exc.headers or {}), "Retry-After": str(retry)}
-            exc.detail = "too many requests from this address, retry shortly"
-            raise
+class RateLimit(AbstractMiddleware):
+    """Refuses (429) a client address's requests beyond ``per_second`` in a second."""
+
+    scopes = {ScopeType.HTTP}
+    exclude_opt_key = NOT_LIMITED
+
+    def __init__(self, app: ASGIApp, per_second: int, proxies: TrustedProxies) -> None:
+        super().__init__(app)
+        self.item = RateLimitItemPerSecond(per_second)
+        self.limiter = FixedWindowRateLimiter(MemoryStorage())
+        self.proxies = proxies
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        client = scope.get("client")
+        forwarded = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-forwarded-for"), None)
+        address = self.proxies.client(client[0] if client else None, forwarded)
+        if not self.limiter.hit(self.item, address):
+            reset = self.limiter.get_window_stats(self.item, address).reset_time
+            raise TooManyRequestsException(
+                detail="too many requests from this address, retry shortly",
+                headers={"Retry-After": str(max(1, math.ceil(reset - time.time())))},
+            )
+        await self.app(scope, receive, send)
 
 
-def rate_limit(per_second: int, proxies: TrustedProxies) -> RateLimitConfig | None:
-    """The middleware config, or None when the limit is off (0)."""
+def rate_limit(per_second: int, proxies: TrustedProxies) -> DefineMiddleware | None:
+    """The middleware, or None when the limit is off (0)."""
     if per_second <= 0:
         return None
-    return RateLimitConfig(
-        rate_limit=("second", per_second),
-        identifier_for_request=lambda request: client_address(request, proxies),
-        exclude_opt_key=NOT_LIMITED,
-        middleware_class=_Middleware,
-    )
-
+    return DefineMiddleware(RateLimit, per_second=per_second, proxies=proxies)

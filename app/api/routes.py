@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from litestar import Controller, Response, get
@@ -18,6 +19,7 @@ from app.clock import parse_session_date
 from app.projections import read
 from app.projections.hashes import comma_list
 from app.schemas import DerivativesData, ForeignSummary, IndexData, MarketSnapshot, SessionRef, SessionStats
+from app.api.cache import ClosedSessionCache
 from app.api.deps import ClosedCacheDep, RedisDep, SettingsDep, HubDep
 from app.store import REDIS_DOWN
 
@@ -39,9 +41,25 @@ def json_response(body: bytes) -> Response:
     return Response(body, media_type="application/json")
 
 
-async def _dated(redis: Redis, date: str | None) -> SessionRef | None:
-    """The session a ``?date=`` names (checked), or None without one."""
-    return await read.resolve_session(redis, check_date(date)) if date is not None else None
+async def dated(
+    redis: Redis, cache: ClosedSessionCache, key: tuple, date: str | None,
+    answer: Callable[[SessionRef | None], Awaitable[bytes]],
+) -> bytes:
+    """The body for ``?date=``: kept from an earlier request when that session is closed
+    (no Redis read at all), else ``answer(ref)`` for the session it names (current: None)."""
+    day = check_date(date)
+    body = cache.cached(key, day)
+    if body is not None:
+        return body
+    return await answer(await read.resolve_session(redis, day))
+
+
+async def cached_or_built(
+    redis: Redis, cache: ClosedSessionCache, key: tuple, date: str | None,
+    build: Callable[[Redis, str | None], Awaitable[object]],
+) -> bytes:
+    """``build(redis, session)`` encoded, kept without expiry when the session is closed."""
+    return await dated(redis, cache, key, date, lambda ref: cache.get(key, ref, lambda: build(redis, ref.date if ref else None)))
 
 
 async def _session(redis: Redis, date: str | None) -> str | None:
@@ -58,37 +76,36 @@ class MarketController(Controller):
     async def snapshot(
         self, redis: RedisDep, hub: HubDep, closed_cache: ClosedCacheDep, date: str | None = DateParam
     ) -> MarketSnapshot:
-        ref = await _dated(redis, date)
-        if ref is None or (not ref.closed and ref.date == await read.current_session(redis)):
-            # The current session: the very text the /ws/market push carries, rendered
-            # once per change (a ?date= naming today must not rebuild it per request).
-            return Response((await hub.current("market")).encode(), media_type="application/json")
-        return json_response(await closed_cache.get(("snapshot",), ref, lambda: read.market_snapshot(redis, ref.date)))
+        async def build(ref: SessionRef | None) -> bytes:
+            if ref is None or (not ref.closed and ref.date == await read.current_session(redis)):
+                # The current session: the very text the /ws/market push carries, rendered
+                # once per change (a ?date= naming today must not rebuild it per request).
+                return (await hub.current("market")).encode()
+            return await closed_cache.get(("snapshot",), ref, lambda: read.market_snapshot(redis, ref.date))
+
+        if date is None:
+            return json_response(await build(None))
+        return json_response(await dated(redis, closed_cache, ("snapshot",), date, build))
 
     @get("/foreign", summary="Foreign investor flow: totals and top 5 net buyers / sellers")
     async def foreign(self, redis: RedisDep, closed_cache: ClosedCacheDep, date: str | None = DateParam) -> ForeignSummary:
-        ref = await read.resolve_session(redis, check_date(date))
-        return json_response(await closed_cache.get(("foreign",), ref, lambda: foreign_summary(redis, ref.date if ref else None)))
+        return json_response(await cached_or_built(redis, closed_cache, ("foreign",), date, foreign_summary))
 
     @get("/indices", summary="Indices (VN30, VNINDEX, HNXIndex, ...) with breadth and intraday line")
     async def indices(self, redis: RedisDep, closed_cache: ClosedCacheDep, date: str | None = DateParam) -> dict[str, IndexData]:
-        ref = await read.resolve_session(redis, check_date(date))
+        async def build(redis: Redis, session: str | None) -> dict[str, IndexData]:
+            return await read.read_indices(redis, session) if session else {}
 
-        async def build() -> dict[str, IndexData]:
-            return await read.read_indices(redis, ref.date) if ref else {}
-
-        return json_response(await closed_cache.get(("indices",), ref, build))
+        return json_response(await cached_or_built(redis, closed_cache, ("indices",), date, build))
 
     @get("/derivatives", summary="The active VN30 futures contract and its basis")
     async def derivatives(
         self, redis: RedisDep, closed_cache: ClosedCacheDep, date: str | None = DateParam
     ) -> DerivativesData | None:
-        ref = await read.resolve_session(redis, check_date(date))
+        async def build(redis: Redis, session: str | None) -> DerivativesData | None:
+            return await read.read_derivatives(redis, session) if session else None
 
-        async def build() -> DerivativesData | None:
-            return await read.read_derivatives(redis, ref.date) if ref else None
-
-        return json_response(await closed_cache.get(("derivatives",), ref, build))
+        return json_response(await cached_or_built(redis, closed_cache, ("derivatives",), date, build))
 
     @get("/trade-analysis/{symbol:str}", summary="Active buy / active sell breakdown of one symbol")
     async def trade_analysis(
