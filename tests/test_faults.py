@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
-import subprocess
-import sys
 from datetime import date
 
 import pytest
@@ -14,8 +11,7 @@ import pytest
 from app import keys as K
 from app.ingest.run import run_simulator
 from app.sim import MarketSimulator
-from app.replay import verify
-from tests.apiserver import until
+from tests.crashes import kill_at_points_then_finish
 from tests.stores import stores
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -36,32 +32,4 @@ async def test_sigkill_at_20_random_points_then_state_equals_a_clean_replay(redi
     rng = random.Random(2026)
     points = sorted(rng.sample(range(1, FRAMES - 1000), KILLS))
 
-    async def folded() -> int:
-        return int(await redis.hget(keys.meta, "entries") or 0)
-
-    for point in points:
-        proc = subprocess.Popen([sys.executable, "-m", "app", "project"], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            await until(lambda: _at_least(folded, point), timeout=60, interval=0.005)
-        finally:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-    # A last worker, left alone, finishes the stream.
-    proc = subprocess.Popen([sys.executable, "-m", "app", "project", "--drain"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        await until(lambda: _at_least(folded, FRAMES), timeout=120, interval=0.05)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert await folded() == FRAMES == await redis.xlen(keys.frames)
-    diff = await verify(redis, keys.date)
-    assert not diff, diff.lines()[:20]
-    pending = await redis.xpending(keys.frames, K.GROUP)
-    assert pending["pending"] == 0
-
-
-async def _at_least(value, n: int) -> bool:
-    return await value() >= n
+    await kill_at_points_then_finish(redis, env, keys, points, FRAMES)

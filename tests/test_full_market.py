@@ -7,9 +7,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-import signal
-import subprocess
-import sys
 from datetime import date
 
 import pytest
@@ -20,10 +17,10 @@ from app.config import Settings
 from app.ingest.writer import StreamWriter
 from app.projections import codec, worker
 from app.projections.session import finish_batch, fold, new_session
-from app.replay import fold_stream, live_hashes, verify
+from app.replay import fold_stream, live_hashes
 from app.sim import MarketSimulator
 from app.store import connect
-from tests.apiserver import until
+from tests.crashes import kill_at_points_then_finish
 from tests.stores import stores
 
 SESSION = date(2026, 11, 25)
@@ -168,30 +165,4 @@ async def test_sigkill_between_split_writes_then_state_equals_a_clean_replay(red
     env = {**os.environ, "REDIS_URL": redis_server.url, "PROJECTOR_LEASE_MS": "1000",
            "PROJECTOR_BLOCK_MS": "50", "PROJECTOR_WRITE_FIELDS": "100", "LOG_LEVEL": "WARNING"}
 
-    async def folded() -> int:
-        return int(await redis.hget(keys.meta, "entries") or 0)
-
-    for point in (700, 2350, 4130):
-        proc = subprocess.Popen([sys.executable, "-m", "app", "project"], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            await until(lambda: _at_least(folded, point), timeout=60, interval=0.005)
-        finally:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-    proc = subprocess.Popen([sys.executable, "-m", "app", "project", "--drain"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        await until(lambda: _at_least(folded, len(frames)), timeout=120, interval=0.05)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert await folded() == len(frames) == await redis.xlen(keys.frames)
-    diff = await verify(redis, keys.date)
-    assert not diff, diff.lines()[:20]
-    assert (await redis.xpending(keys.frames, K.GROUP))["pending"] == 0
-
-
-async def _at_least(value, n: int) -> bool:
-    return await value() >= n
+    await kill_at_points_then_finish(redis, env, keys, (700, 2350, 4130), len(frames))
