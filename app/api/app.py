@@ -32,6 +32,8 @@ from app.api.hub import Hub
 from app.api.routes import MarketController, healthz, metrics_route, readyz, vn30_components
 from app.api.views import channel_state
 from app.api.live import Live
+from app.api.openapi_errors import COMPONENTS
+from app.api.openapi_numbers import NumberSchemaPlugin
 from app.api.ws import IpLimiter, ws_foreign, ws_index, ws_market
 from app.api.ws_subscriptions import ws_subscriptions
 from app import gctune, logs
@@ -130,7 +132,7 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
         exception_handlers={**dict.fromkeys(REDIS_DOWN, _Outage()), 500: internal_error},
         after_exception=[log_unexpected],
         openapi_config=OpenAPIConfig(
-            title="stock-tracker", version="0.1.0", path="/schema",
+            title="stock-tracker", version="0.1.0", path="/schema", components=COMPONENTS,
             # Deployments may be offline: the page's assets come from our own install.
             render_plugins=[
                 SwaggerRenderPlugin(
@@ -142,5 +144,6 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
                 JsonRenderPlugin(),
             ],
         ),
+        plugins=[NumberSchemaPlugin()],  # Money (int | float) as one JSON number in the spec
         logging_config=None,  # keep the one-line-per-event logs of app.logs
     )

@@ -13,6 +13,7 @@ from litestar import get
 from app import keys as K
 from app.projections.hashes import from_hash
 from app.api.deps import RedisDep
+from app.api.openapi_errors import BEARER, errors
 
 CATCH_UP = "catch_up"  # the day's start is being played flat out, up to the simulated now
 LIVE = "live"  # frames now come through the fake FastConnect, paced
@@ -44,7 +45,8 @@ class FeedView(msgspec.Struct, kw_only=True):
     phase: str | None = None
 
 
-@get("/api/feed", tags=["ops"], summary="Feed status, and whether the market shown is simulated (demo)")
+@get("/api/feed", tags=["ops"], summary="Feed status, and whether the market shown is simulated (demo)",
+     responses=errors(), security=BEARER)
 async def feed_status(redis: RedisDep) -> FeedView:
     raw = await redis.hgetall(K.FEED_STATUS)
     try:

@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 
 from app import keys as K
 from app.api.deps import ClosedCacheDep, LiveDep, RedisDep, SettingsDep
+from app.api.openapi_errors import BEARER, errors
 from app.api.routes import DateParam, check_date, json_response
 from app.projections import read, read_history
 from app.projections.hashes import comma_list
@@ -30,6 +31,7 @@ EXCHANGES = ("HOSE", "HNX", "UPCOM", "DER")
 MAX_SYMBOLS = 2000
 _SYMBOL = re.compile(r"[A-Z0-9_.\-]{1,32}")
 _ERRORS = [ValidationException, NotFoundException]
+_RESPONSES = errors(400, 404)
 
 
 async def _ref(redis: Redis, date: str | None) -> SessionRef | None:
@@ -47,7 +49,8 @@ class BoardController(Controller):
     path = "/api/market"
     tags = ["board"]
 
-    @get("/board", summary="The price board: one row per symbol quoted or traded", raises=_ERRORS)
+    @get("/board", summary="The price board: one row per symbol quoted or traded", raises=_ERRORS,
+         responses=_RESPONSES, security=BEARER)
     async def board(
         self, redis: RedisDep, closed_cache: ClosedCacheDep, live: LiveDep, date: str | None = DateParam,
         symbols: str | None = QueryParameter(
@@ -85,7 +88,7 @@ class BoardController(Controller):
         return names, None
 
     @get("/trades/{symbol:str}", summary="Time and sales: the symbol's latest counted trades, newest first",
-         raises=_ERRORS)
+         raises=_ERRORS, responses=_RESPONSES, security=BEARER)
     async def trades(
         self, redis: RedisDep, settings: SettingsDep, closed_cache: ClosedCacheDep,
         symbol: Annotated[str, PathParameter()], date: str | None = DateParam,
@@ -109,7 +112,8 @@ class HistoryController(Controller):
     path = "/api/history"
     tags = ["history"]
 
-    @get("/candles/{symbol:str}", summary="Candles of one symbol with active buy / sell volume", raises=_ERRORS)
+    @get("/candles/{symbol:str}", summary="Candles of one symbol with active buy / sell volume", raises=_ERRORS,
+         responses=_RESPONSES, security=BEARER)
     async def candles(
         self, redis: RedisDep, closed_cache: ClosedCacheDep, symbol: Annotated[str, PathParameter()],
         date: str | None = DateParam,
@@ -126,7 +130,8 @@ class HistoryController(Controller):
 
         return json_response(await closed_cache.get(("candles", sym, interval), ref, build))
 
-    @get("/foreign", summary="Foreign flow per minute: the market's, or one symbol's", raises=_ERRORS)
+    @get("/foreign", summary="Foreign flow per minute: the market's, or one symbol's", raises=_ERRORS,
+         responses=_RESPONSES, security=BEARER)
     async def foreign(
         self, redis: RedisDep, closed_cache: ClosedCacheDep, date: str | None = DateParam,
         symbol: str | None = QueryParameter(required=False, description="One symbol; default: the whole market"),
@@ -140,7 +145,8 @@ class HistoryController(Controller):
 
         return json_response(await closed_cache.get(("foreign", sym), ref, build))
 
-    @get("/index/{index_id:str}", summary="Candles of one index (VN30, VNINDEX, HNXIndex, ...)", raises=_ERRORS)
+    @get("/index/{index_id:str}", summary="Candles of one index (VN30, VNINDEX, HNXIndex, ...)", raises=_ERRORS,
+         responses=_RESPONSES, security=BEARER)
     async def index(
         self, redis: RedisDep, closed_cache: ClosedCacheDep, index_id: Annotated[str, PathParameter()],
         date: str | None = DateParam,
@@ -155,7 +161,8 @@ class HistoryController(Controller):
 
         return json_response(await closed_cache.get(("index", index_id), ref, build))
 
-    @get("/basis", summary="The VN30 futures basis, minute by minute", raises=_ERRORS)
+    @get("/basis", summary="The VN30 futures basis, minute by minute", raises=_ERRORS,
+         responses=_RESPONSES, security=BEARER)
     async def basis(self, redis: RedisDep, closed_cache: ClosedCacheDep, date: str | None = DateParam) -> BasisHistory:
         ref = await _ref(redis, date)
 
@@ -165,6 +172,7 @@ class HistoryController(Controller):
         return json_response(await closed_cache.get(("basis",), ref, build))
 
 
-@get("/api/sessions", tags=["history"], summary="The known sessions, newest first: closed, frames, dead letters")
+@get("/api/sessions", tags=["history"], summary="The known sessions, newest first: closed, frames, dead letters",
+     responses=errors(), security=BEARER)
 async def sessions(redis: RedisDep) -> Sessions:
     return Sessions(current=await read.current_session(redis), sessions=await read_history.read_sessions(redis))

@@ -6,8 +6,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from litestar import Controller, Response, get
-from litestar.exceptions import NotFoundException, ValidationException
+from litestar import Controller, Request, Response, get
+from litestar.enums import MediaType
+from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from litestar.exceptions.responses import ExceptionResponseContent
 from litestar.params import PathParameter, QueryParameter
 from redis.asyncio import Redis
 
@@ -21,6 +23,7 @@ from app.projections.hashes import comma_list
 from app.schemas import DerivativesData, ForeignSummary, IndexData, MarketSnapshot, SessionRef, SessionStats
 from app.api.cache import ClosedSessionCache
 from app.api.deps import ClosedCacheDep, RedisDep, SettingsDep, HubDep
+from app.api.openapi_errors import BEARER, NOT_READY, errors
 from app.store import REDIS_DOWN
 
 DateParam = QueryParameter(required=False, description="Session (trading date) YYYY-MM-DD; default: the current session")
@@ -72,7 +75,8 @@ class MarketController(Controller):
     path = "/api/market"
     tags = ["market"]
 
-    @get("/snapshot", summary="Full market snapshot: quotes, indices, foreign, derivatives")
+    @get("/snapshot", summary="Full market snapshot: quotes, indices, foreign, derivatives",
+         responses=errors(400), security=BEARER)
     async def snapshot(
         self, redis: RedisDep, hub: HubDep, closed_cache: ClosedCacheDep, date: str | None = DateParam
     ) -> MarketSnapshot:
@@ -87,18 +91,21 @@ class MarketController(Controller):
             return json_response(await build(None))
         return json_response(await dated(redis, closed_cache, ("snapshot",), date, build))
 
-    @get("/foreign", summary="Foreign investor flow: totals and top 5 net buyers / sellers")
+    @get("/foreign", summary="Foreign investor flow: totals and top 5 net buyers / sellers",
+         responses=errors(400), security=BEARER)
     async def foreign(self, redis: RedisDep, closed_cache: ClosedCacheDep, date: str | None = DateParam) -> ForeignSummary:
         return json_response(await cached_or_built(redis, closed_cache, ("foreign",), date, foreign_summary))
 
-    @get("/indices", summary="Indices (VN30, VNINDEX, HNXIndex, ...) with breadth and intraday line")
+    @get("/indices", summary="Indices (VN30, VNINDEX, HNXIndex, ...) with breadth and intraday line",
+         responses=errors(400), security=BEARER)
     async def indices(self, redis: RedisDep, closed_cache: ClosedCacheDep, date: str | None = DateParam) -> dict[str, IndexData]:
         async def build(redis: Redis, session: str | None) -> dict[str, IndexData]:
             return await read.read_indices(redis, session) if session else {}
 
         return json_response(await cached_or_built(redis, closed_cache, ("indices",), date, build))
 
-    @get("/derivatives", summary="The active VN30 futures contract and its basis")
+    @get("/derivatives", summary="The active VN30 futures contract and its basis",
+         responses=errors(400), security=BEARER)
     async def derivatives(
         self, redis: RedisDep, closed_cache: ClosedCacheDep, date: str | None = DateParam
     ) -> DerivativesData | None:
@@ -107,7 +114,8 @@ class MarketController(Controller):
 
         return json_response(await cached_or_built(redis, closed_cache, ("derivatives",), date, build))
 
-    @get("/trade-analysis/{symbol:str}", summary="Active buy / active sell breakdown of one symbol")
+    @get("/trade-analysis/{symbol:str}", summary="Active buy / active sell breakdown of one symbol",
+         responses=errors(400, 404), security=BEARER)
     async def trade_analysis(
         self, redis: RedisDep, symbol: Annotated[str, PathParameter()], date: str | None = DateParam
     ) -> SessionStats:
@@ -118,19 +126,21 @@ class MarketController(Controller):
         return next(iter(stats.values()))
 
 
-@get("/api/vn30-components", tags=["market"], summary="VN30 constituents (kept by the feed side)")
+@get("/api/vn30-components", tags=["market"], summary="VN30 constituents (kept by the feed side)",
+     responses=errors(), security=BEARER)
 async def vn30_components(redis: RedisDep) -> dict[str, list[str]]:
     raw = await redis.hget(K.VN30_COMPONENTS, "symbols")
     symbols = comma_list(raw)
     return {"symbols": symbols}
 
 
-@get("/healthz", tags=["ops"], summary="The process is up", opt=OPEN)
+@get("/healthz", tags=["ops"], summary="The process is up", opt=OPEN, responses=errors(guarded=False))
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/readyz", tags=["ops"], summary="Redis reachable and projector lag under the bound", opt=OPEN)
+@get("/readyz", tags=["ops"], summary="Redis reachable and projector lag under the bound", opt=OPEN,
+     responses={**errors(guarded=False), 503: NOT_READY})
 async def readyz(redis: RedisDep, settings: SettingsDep) -> Response:
     try:
         await redis.ping()
@@ -144,7 +154,16 @@ async def readyz(redis: RedisDep, settings: SettingsDep) -> Response:
     return Response(body, status_code=200 if ok else 503)
 
 
-@get("/metrics", tags=["ops"], summary="Prometheus metrics", media_type="text/plain; version=0.0.4")
+def json_error(request: Request, exc: HTTPException) -> Response:
+    """An HTTP error as JSON: Litestar would label it with the handler's own media type."""
+    return ExceptionResponseContent(
+        status_code=exc.status_code, detail=exc.detail, headers=exc.headers, extra=exc.extra, media_type=MediaType.JSON
+    ).to_response(request)
+
+
+# Its 401 and 429 were JSON bodies labelled text/plain (the page's type), not what the spec says.
+@get("/metrics", tags=["ops"], summary="Prometheus metrics", media_type="text/plain; version=0.0.4",
+     responses=errors(), security=BEARER, exception_handlers={HTTPException: json_error})
 async def metrics_route(redis: RedisDep, hub: HubDep) -> str:
     started = time.perf_counter()
     text = await metrics.render(redis, hub)
