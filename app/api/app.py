@@ -116,13 +116,17 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
     rest_limit = rate_limit(settings.api_rate_limit, proxies)
     return Litestar(
         route_handlers=[
-            MarketController, BoardController, HistoryController, sessions, vn30_components, feed_status, healthz, readyz, metrics_route, ws_market, ws_foreign, ws_index,
-            ws_subscriptions,
+            MarketController, BoardController, HistoryController, sessions, vn30_components, feed_status,
+            healthz, readyz, metrics_route,
+            ws_market, ws_foreign, ws_index, ws_subscriptions,
             dashboard, static_router("/static", STATIC), static_router(SWAGGER_ASSETS, swagger_ui_bundle.swagger_ui_path),
         ],
         lifespan=[lifespan],
         state=State({
-            "settings": settings, "verifier": Verifier.from_settings(settings), "limiter": IpLimiter(settings.ws_max_per_ip), "closed_cache": ClosedSessionCache(),
+            "settings": settings,
+            "verifier": Verifier.from_settings(settings),
+            "limiter": IpLimiter(settings.ws_max_per_ip),  # WebSockets per client address
+            "closed_cache": ClosedSessionCache(),
             "proxies": proxies,
         }),
         dependencies=DEPENDENCIES,
