@@ -38,6 +38,21 @@ DEAD_LOG_S = 10.0
 log = logging.getLogger("stock_tracker.projector")
 
 
+class _Carry:
+    """Folded entries not written yet: the checkpoint last written (the write's expected
+    one), whether the session was closed then, the entries to acknowledge and the
+    refused ones among them."""
+
+    __slots__ = ("previous", "was_closed", "acks", "dead", "folded")
+
+    def __init__(self, previous: str, was_closed: bool) -> None:
+        self.previous = previous
+        self.was_closed = was_closed
+        self.acks: list[bytes] = []
+        self.dead: list[Refused] = []
+        self.folded = 0
+
+
 class NotOwner(Exception):
     """Another worker holds the session's lease (or advanced its checkpoint)."""
 
@@ -67,6 +82,9 @@ class SessionProjector:
         self._fields_per_entity = 4.0
         self._prefetch: asyncio.Future | None = None
         self._inflight: asyncio.Future | None = None
+        # Entries folded but not written yet (the short tail of a batch read while more
+        # waited): written with the next batch's first write, or by flush().
+        self._carry: _Carry | None = None
         self._script = redis.register_script(APPLY.source)
         self._renew = redis.register_script(RENEW.source)
         # Same servers, but XREADGROUP replies stay flat lists: building a dict
@@ -134,6 +152,7 @@ class SessionProjector:
         """Load the session's state and checkpoint from Redis."""
         self.state, self._written, self._members = await load_session(self.redis, self.date)
         self._snapshots = {}
+        self._carry = None  # what it folded is still pending: claimed and folded again
         self.state.tape_length = self.settings.tape_length
         cp = self.state.meta.checkpoint
         self._checkpoint = StreamPosition.parse(cp) if cp else START
@@ -173,6 +192,7 @@ class SessionProjector:
             else:
                 batch, strays = await self._read(block_ms)
             if strays or (not batch and not await self.caught_up()):
+                await self.flush()
                 # Another consumer (one that lost the lease) holds entries we have
                 # not applied; they may precede this batch. Take them over and go
                 # on in stream order.
@@ -222,6 +242,13 @@ class SessionProjector:
         each the whole fold of a run of its entries with the checkpoint after them, so no
         call holds Redis long and a crash between two leaves a state the checkpoint
         describes exactly (the entries after it are still pending, and are folded again).
+
+        While more is there to fold (a read ahead in flight, a backlog), a last run too
+        short to fill a write is kept folded and written with the next batch's first run,
+        up to twice ``projector_batch`` entries: at the full market a batch makes about one
+        and a half writes, and its tail would otherwise be a write of its own, every symbol
+        changed in it encoded once more. Its entries stay pending until written, so a
+        crash meanwhile folds them again from the checkpoint; flush() writes it.
         """
         state = self.state
         assert state is not None, "acquire() first"
@@ -232,26 +259,36 @@ class SessionProjector:
         if parse(batch[0][0]) <= self._checkpoint:
             while skip < len(batch) and parse(batch[skip][0]) <= self._checkpoint:
                 skip += 1
+        carry = self._carry or _Carry(state.meta.checkpoint, state.meta.closed)
+        self._carry = None
         # Folded before a crash: only acknowledged, with the first write.
-        acks = [e[0] for e in batch[:skip]]
+        carry.acks += [e[0] for e in batch[:skip]]
         rest = batch[skip:]
-        if not rest:
-            await self._write(state.meta.checkpoint, acks, [])
-            return
+        longest = 2 * self.settings.projector_batch
+        more = self._prefetch is not None or bool(self._backlog)
         while rest:
-            previous = state.meta.checkpoint
-            was_closed = state.meta.closed
             dead, n = await fold_until(state, rest, self._full)
             if dead:
                 self._report_dead(dead)
+                carry.dead += dead
             part, rest = rest[:n], rest[n:]
             last = part[-1][0].decode()
             self._checkpoint = parse(last)
             state.meta.checkpoint = last
-            finish_batch(state)
-            acks += [e[0] for e in part]
-            await self._write(previous, acks, dead, closing=state.meta.closed and not was_closed)
-            acks = []
+            carry.acks += [e[0] for e in part]
+            carry.folded += n
+            if not rest and more and carry.folded < longest and not self._full():
+                self._carry = carry
+                return
+            await self._write_carry(carry)
+            carry = _Carry(state.meta.checkpoint, state.meta.closed)
+        if carry.acks:
+            await self._write_carry(carry)
+
+    async def _write_carry(self, carry: _Carry) -> None:
+        finish_batch(self.state)
+        closing = self.state.meta.closed and not carry.was_closed
+        await self._write(carry.previous, carry.acks, carry.dead, closing=closing)
 
     def _full(self) -> bool:
         """Whether the changes folded so far make a write of ``projector_write_fields``:
@@ -313,7 +350,7 @@ class SessionProjector:
         )
         # The previous write must have landed before this one (its checkpoint is
         # our expected one); this write then lands while the next batch is folded.
-        await self.flush()
+        await self._landed()
         self._inflight = asyncio.ensure_future(self._script(keys=script_keys, args=args))
         # A worker dropped mid-write must not log "exception never retrieved":
         # flush() still awaits and raises it.
@@ -323,6 +360,14 @@ class SessionProjector:
         await asyncio.sleep(0)
 
     async def flush(self) -> None:
+        """Write what is folded and not written yet, and wait for it; NotOwner if Redis
+        refused it."""
+        carry, self._carry = self._carry, None
+        if carry is not None:
+            await self._write_carry(carry)
+        await self._landed()
+
+    async def _landed(self) -> None:
         """Wait for the write in flight; NotOwner if Redis refused it."""
         inflight, self._inflight = self._inflight, None
         if inflight is None:
