@@ -18,7 +18,8 @@ Each figure is printed beside a baseline measured in the same run:
   same load with no clients).
 
 Clients run in processes of their own (plain asyncio protocols that look only for the
-probe), so the server's figures do not pay for a heavy client. Runs against a private
+probe: bench/api_clients.py, bench/ws_clients.py), so the server's figures do not pay for a
+heavy client; bench/children.py starts and stops every process. Runs against a private
 redis-server it starts (no persistence), never a shared one; loopback only.
 """
 
@@ -26,418 +27,33 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import math
 import os
-import resource
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
-import zlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness.probe import SESSION_DATE, Feed, lags_ms, percentile, probe_mark  # noqa: E402
+from harness.probe import SESSION_DATE, Feed, lags_ms, percentile  # noqa: E402
 from harness.redis_binary import NoRedisServer, redis_server_binary  # noqa: E402
-import ws_subs  # noqa: E402  (bench/ws_subs.py, beside this file)
+# The modules beside this file:
+from api_clients import (  # noqa: E402
+    PING_CHANNEL, PROBE_ID, WsClients, http_client_main, measure_rest, ws_client_main,
+)
+from children import Children, raise_nofile, wait_http  # noqa: E402
+from rawws import HOST  # noqa: E402
+import ws_clients  # noqa: E402
+import ws_subs  # noqa: E402
 
-HOST = "127.0.0.1"
-# An index id of its own: the simulator's VN30 frames would overwrite a probe value on VN30.
-PROBE_ID = "BENCHPROBE"
-PROBE_MARK = probe_mark(PROBE_ID).encode()
-PING_CHANNEL = "bench:ping"
 LAG_TARGET_MS = 200.0
 E2E_MARGIN_MS = 25.0
 PER_PROCESS = 500  # WebSockets per client process
-
-
-def raise_nofile() -> int:
-    """Soft descriptor limit up to the hard one (children inherit it); returns it."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return hard
-
-
-# ---------------------------------------------------------------------------------
-# Client processes
-# ---------------------------------------------------------------------------------
-
-
-class WsProbe(asyncio.Protocol):
-    """A minimal RFC 6455 client of /ws/market that records when the probe value grows.
-
-    Without ``deflate`` it offers no permessage-deflate, so the node sends its shared
-    text as is; with it, it asks for one independently compressed message per push.
-    """
-
-    def __init__(self, port: int, deflate: bool = False, path: str = "/ws/market") -> None:
-        offer = (
-            "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; "
-            "client_no_context_takeover\r\n" if deflate else ""
-        )
-        self.request = (
-            f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
-            f"Sec-WebSocket-Version: 13\r\n{offer}\r\n"
-        ).encode()
-        self.buf = bytearray()
-        self.upgraded = False
-        self.compressed = False
-        self.seen = -1
-        self.records: list[float] = []  # flat: receive time, probe value, ...
-        self.first: asyncio.Future = asyncio.get_running_loop().create_future()
-        self.close_code: int | None = None
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.Transport) -> None:
-        self.transport = transport
-        transport.write(self.request)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.close_code is None:
-            self.close_code = 1006
-        if not self.first.done():
-            self.first.set_result(None)  # the opener sees seen < 0
-
-    def data_received(self, data: bytes) -> None:
-        now = time.time()
-        buf = self.buf
-        buf += data
-        if not self.upgraded:
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            if not buf.startswith(b"HTTP/1.1 101"):
-                self.close_code = -1
-                self.transport.close()
-                return
-            self.compressed = b"permessage-deflate" in buf[:end].lower()
-            del buf[: end + 4]
-            self.upgraded = True
-        pos, size = 0, len(buf)
-        while size - pos >= 2:
-            b0, b1 = buf[pos], buf[pos + 1]
-            length, head = b1 & 0x7F, 2
-            if length == 126:
-                if size - pos < 4:
-                    break
-                length, head = int.from_bytes(buf[pos + 2 : pos + 4], "big"), 4
-            elif length == 127:
-                if size - pos < 10:
-                    break
-                length, head = int.from_bytes(buf[pos + 2 : pos + 10], "big"), 10
-            if size - pos < head + length:
-                break
-            start, stop = pos + head, pos + head + length
-            pos = stop
-            opcode = b0 & 0x0F
-            if opcode in (0, 1, 2):
-                if b0 & 0x40:  # RSV1: a compressed message
-                    plain = zlib.decompressobj(-15).decompress(bytes(buf[start:stop]) + b"\x00\x00\xff\xff")
-                    self._message(bytearray(plain), 0, len(plain), now)
-                else:
-                    self._message(buf, start, stop, now)
-            elif opcode == 9:  # uvicorn's keepalive: an unanswered ping closes the socket
-                self._send(0xA, bytes(buf[start:stop]))
-            elif opcode == 8:
-                self.close_code = int.from_bytes(buf[start : start + 2], "big") if length >= 2 else 1005
-        del buf[:pos]
-
-    def _message(self, buf: bytearray, start: int, stop: int, now: float) -> None:
-        at = buf.find(PROBE_MARK, start, stop)
-        if at >= 0:
-            at += len(PROBE_MARK)
-            end = at
-            while end < stop and buf[end] not in b",}":
-                end += 1
-            value = int(float(buf[at:end]))
-            if value > self.seen:
-                self.seen = value
-                self.records += (now, value)
-        elif self.seen < 0 and buf.startswith(b'{"quotes"', start):
-            self.seen = 0  # a snapshot from before the first probe
-        if not self.first.done() and self.seen >= 0:
-            self.first.set_result(None)
-
-    def _send(self, opcode: int, payload: bytes) -> None:
-        # Client frames must be masked; an all-zero key leaves the payload unchanged.
-        if self.transport and not self.transport.is_closing():
-            self.transport.write(bytes((0x80 | opcode, 0x80 | len(payload))) + b"\0\0\0\0" + payload)
-
-    def close(self) -> None:
-        self._send(0x8, (1000).to_bytes(2, "big"))
-        if self.transport:
-            self.transport.close()
-
-    def take(self) -> list[float]:
-        out, self.records = self.records, []
-        return out
-
-
-async def ws_client_main(port: int, n: int, redis_url: str, deflate: bool) -> None:
-    """Hold n WebSockets (and optionally a pub/sub subscriber); obey stdin commands.
-
-    ``dump``: one JSON line with what was received since the last dump; ``stop``: exit.
-    """
-    raise_nofile()
-    loop = asyncio.get_running_loop()
-    conns: list[WsProbe] = []
-    failures: dict[str, int] = {}
-    # Few handshakes at a time: each costs the node a full snapshot read, and the node's
-    # Redis pool (100 connections) fails renders beyond that instead of queueing them.
-    gate = asyncio.Semaphore(16)
-
-    async def open_one() -> None:
-        async with gate:
-            conn = WsProbe(port, deflate)
-            try:
-                await loop.create_connection(lambda: conn, HOST, port)
-                await asyncio.wait_for(conn.first, 30)
-                why = None if conn.seen >= 0 else f"closed before the first message ({conn.close_code})"
-            except (OSError, asyncio.TimeoutError) as exc:
-                why = f"{type(exc).__name__} (upgraded={conn.upgraded})"
-            if why is None:
-                conns.append(conn)
-            else:
-                failures[why] = failures.get(why, 0) + 1
-                if conn.transport:
-                    conn.transport.abort()
-
-    await asyncio.gather(*(open_one() for _ in range(n)))
-    pings: list[float] = []
-    pubsub = client = listener = None
-    if redis_url:
-        from redis.asyncio import Redis
-
-        client = Redis.from_url(redis_url)
-        pubsub = client.pubsub()
-        await pubsub.subscribe(PING_CHANNEL)
-
-        async def listen() -> None:
-            async for message in pubsub.listen():
-                if message["type"] == "message":
-                    pings.append(time.time() - float(message["data"]))
-
-        listener = asyncio.create_task(listen())
-    print(json.dumps({
-        "ready": len(conns), "failures": failures, "compressed": sum(c.compressed for c in conns),
-    }), flush=True)
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    while True:
-        line = (await reader.readline()).strip()
-        if line == b"dump":
-            closed: dict[int, int] = {}
-            for c in conns:
-                if c.close_code is not None:
-                    closed[c.close_code] = closed.get(c.close_code, 0) + 1
-            usage = resource.getrusage(resource.RUSAGE_SELF)
-            print(json.dumps({
-                "records": [c.take() for c in conns],
-                "closed": closed,
-                "pings": pings[:],
-                "cpu_s": usage.ru_utime + usage.ru_stime,
-            }), flush=True)
-            pings.clear()
-        else:  # "stop", or the bench went away
-            break
-    if listener:
-        listener.cancel()
-        await asyncio.gather(listener, return_exceptions=True)
-        await pubsub.aclose()
-        await client.aclose()
-    for c in conns:
-        c.close()
-    await asyncio.sleep(0.2)
-
-
-class HttpLoad(asyncio.Protocol):
-    """One keep-alive HTTP/1.1 connection sending the next GET as soon as a response ends."""
-
-    def __init__(self, request: bytes, run: dict) -> None:
-        self.request = request
-        self.run = run
-        self.buf = bytearray()
-        self.need: int | None = None
-        self.status = 0
-        self.sent = 0.0
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.Transport) -> None:
-        self.transport = transport
-        self._send()
-
-    def _send(self) -> None:
-        self.sent = time.perf_counter()
-        self.transport.write(self.request)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.run["running"]:
-            self.run["lost"] += 1
-
-    def data_received(self, data: bytes) -> None:
-        buf = self.buf
-        buf += data
-        while True:
-            if self.need is None:
-                end = buf.find(b"\r\n\r\n")
-                if end < 0:
-                    return
-                head = bytes(buf[:end]).lower()
-                self.status = int(head[9:12])
-                at = head.find(b"content-length:")
-                if at < 0:
-                    raise RuntimeError("response without content-length: " + head[:200].decode(errors="replace"))
-                stop = head.find(b"\r\n", at)
-                self.need = end + 4 + int(head[at + 15 : stop if stop >= 0 else len(head)])
-            if len(buf) < self.need:
-                return
-            del buf[: self.need]
-            self.need = None
-            run = self.run
-            if run["recording"]:
-                run["latencies"].append(time.perf_counter() - self.sent)
-                if self.status != 200:
-                    run["errors"] += 1
-            if run["running"]:
-                self._send()
-
-
-async def http_client_main(
-    port: int, path: str, conns: int, seconds: float, warmup: float, addresses: bool = False
-) -> None:
-    """Closed-loop GET load; prints one JSON line of figures. ``addresses``: each
-    connection says it is another client (``X-Forwarded-For``, for a node trusting us)."""
-    loop = asyncio.get_running_loop()
-    run = {"recording": False, "running": True, "latencies": [], "errors": 0, "lost": 0}
-    transports = []
-    for i in range(conns):
-        forwarded = f"X-Forwarded-For: 10.9.{i // 250}.{i % 250 + 1}\r\n" if addresses else ""
-        request = f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n{forwarded}Accept: application/json\r\n\r\n".encode()
-        transport, _ = await loop.create_connection(lambda request=request: HttpLoad(request, run), HOST, port)
-        transports.append(transport)
-    await asyncio.sleep(warmup)
-    usage0 = resource.getrusage(resource.RUSAGE_SELF)
-    run["recording"] = True
-    started = time.perf_counter()
-    await asyncio.sleep(seconds)
-    run["recording"] = False
-    elapsed = time.perf_counter() - started
-    usage1 = resource.getrusage(resource.RUSAGE_SELF)
-    run["running"] = False
-    await asyncio.sleep(0.2)
-    for transport in transports:
-        transport.close()
-    lat = run["latencies"]
-    cpu = (usage1.ru_utime + usage1.ru_stime) - (usage0.ru_utime + usage0.ru_stime)
-    print(json.dumps({
-        "requests": len(lat), "rps": len(lat) / elapsed, "errors": run["errors"], "lost": run["lost"],
-        "p50_ms": percentile(lat, 50) * 1000, "p99_ms": percentile(lat, 99) * 1000,
-        "client_cpu": cpu / elapsed,
-    }), flush=True)
-
-
-# ---------------------------------------------------------------------------------
-# The bench process
-# ---------------------------------------------------------------------------------
-
-
-class Children:
-    """Every process the bench starts, stopped in reverse order whatever happens."""
-
-    def __init__(self, logdir: str) -> None:
-        self.logdir = logdir
-        self.servers: list[tuple[str, subprocess.Popen]] = []
-        self.clients: list[asyncio.subprocess.Process] = []
-
-    def server(self, name: str, args: list[str], env: dict) -> subprocess.Popen:
-        log = open(os.path.join(self.logdir, f"{name}.log"), "wb")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "app", *args], env=env, cwd=ROOT,
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,  # a Ctrl-C reaches the bench, which stops them in order
-        )
-        log.close()
-        self.servers.append((name, proc))
-        return proc
-
-    async def client(self, *args: str) -> asyncio.subprocess.Process:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, __file__, *args, cwd=ROOT,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            limit=1 << 28, start_new_session=True,
-        )
-        self.clients.append(proc)
-        return proc
-
-    def check(self) -> None:
-        for name, proc in self.servers:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.tail(name)}")
-
-    def tail(self, name: str) -> str:
-        try:
-            return Path(self.logdir, f"{name}.log").read_text(errors="replace")[-3000:]
-        except OSError:
-            return ""
-
-    async def stop(self) -> None:
-        for proc in self.clients:
-            if proc.returncode is None:
-                proc.kill()
-        for proc in self.clients:
-            await proc.wait()
-        for _, proc in reversed(self.servers):
-            if proc.poll() is None:
-                proc.terminate()
-        deadline = time.monotonic() + 10
-        for _, proc in reversed(self.servers):
-            while proc.poll() is None and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-
-
-class WsClients:
-    """One client process holding n WebSockets on /ws/market."""
-
-    def __init__(self, proc: asyncio.subprocess.Process, hello: dict) -> None:
-        self.proc = proc
-        self.ready = hello["ready"]
-        self.failures = hello["failures"]
-        self.compressed = hello["compressed"]
-        self.cpu_s = 0.0
-
-    @classmethod
-    async def start(cls, children: Children, port: int, n: int, redis_url: str = "", deflate: bool = False) -> "WsClients":
-        proc = await children.client("_ws", str(port), str(n), redis_url, "deflate" if deflate else "")
-        line = await asyncio.wait_for(proc.stdout.readline(), 120)
-        if not line:
-            raise RuntimeError("a WebSocket client process died while connecting")
-        return cls(proc, json.loads(line))
-
-    async def dump(self) -> dict:
-        self.proc.stdin.write(b"dump\n")
-        await self.proc.stdin.drain()
-        return json.loads(await asyncio.wait_for(self.proc.stdout.readline(), 60))
-
-    async def stop(self) -> None:
-        if self.proc.returncode is None:
-            self.proc.stdin.write(b"stop\n")
-            await self.proc.stdin.drain()
-            try:
-                await asyncio.wait_for(self.proc.wait(), 10)
-            except asyncio.TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
 
 
 async def wait_caught_up(redis, timeout: float = 60.0) -> None:
@@ -452,22 +68,6 @@ async def wait_caught_up(redis, timeout: float = 60.0) -> None:
             return
         await asyncio.sleep(0.05)
     raise RuntimeError("the projector did not catch up within %.0f s" % timeout)
-
-
-async def wait_http(port: int, children: Children, timeout: float = 30.0) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient() as http:
-        while time.monotonic() < deadline:
-            children.check()
-            try:
-                if (await http.get(f"http://{HOST}:{port}/healthz", timeout=0.5)).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError("the API node did not come up")
 
 
 async def measure_e2e(children: Children, feed: Feed, url: str, port: int, seconds: float,
@@ -576,16 +176,6 @@ async def measure_fanout(children: Children, feed: Feed, port: int, levels: list
         await c.stop()
     ok = [r["target"] for r in out if r["p99_ms"] <= LAG_TARGET_MS and not r["missing"] and r["connected"] == r["target"]]
     return {"baseline": baseline, "levels": out, "capacity": max(ok, default=0), "push_ms": every * 1000, "deflate": deflate}
-
-
-async def measure_rest(
-    children: Children, port: int, path: str, conns: int, seconds: float, warmup: float, addresses: bool = False
-) -> dict:
-    proc = await children.client("_http", str(port), path, str(conns), str(seconds), str(warmup), str(addresses))
-    out, _ = await asyncio.wait_for(proc.communicate(), seconds + warmup + 60)
-    if proc.returncode != 0 or not out:
-        raise RuntimeError(f"the HTTP load process failed ({proc.returncode})")
-    return json.loads(out)
 
 
 async def bench(args: argparse.Namespace, binary: str) -> dict:
@@ -760,7 +350,7 @@ def main() -> None:
         return
     if len(sys.argv) > 1 and sys.argv[1] == "_subs":
         port, n, mode, seed, names = sys.argv[2:7]
-        asyncio.run(ws_subs.client_main(int(port), int(n), mode, int(seed), names))
+        asyncio.run(ws_clients.client_main(int(port), int(n), mode, int(seed), names))
         return
     if len(sys.argv) > 1 and sys.argv[1] == "_http":
         port, path, conns, seconds, warmup, addresses = sys.argv[2:8]

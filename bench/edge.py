@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-import api as api_bench  # noqa: E402  (its process handling and closed-loop HTTP load)
+from api_clients import measure_rest  # noqa: E402  (closed-loop HTTP load)
+from children import Children, raise_nofile, wait_http  # noqa: E402
 from core import SESSION_DATE, frames_file  # noqa: E402
 
 from app.config import Settings  # noqa: E402
@@ -36,8 +37,8 @@ from app.ingest.writer import StreamWriter  # noqa: E402
 from app.projections import read, worker  # noqa: E402
 from app.store import free_port, private_redis_server, redis_from_url  # noqa: E402
 from harness.redis_binary import redis_server_binary  # noqa: E402
+from rawws import HOST  # noqa: E402
 
-HOST = api_bench.HOST
 SLOW_HEADS = 300
 LIMIT = 100  # requests/s per address: above what each of the bench's clients asks
 
@@ -91,7 +92,7 @@ async def build_ms(url: str) -> float:
 
 async def bench(args) -> dict:
     results: dict = {}
-    children = api_bench.Children(tempfile.mkdtemp(prefix="stock-tracker-bench-edge-"))
+    children = Children(tempfile.mkdtemp(prefix="stock-tracker-bench-edge-"))
     with private_redis_server(redis_server_binary()) as url:
         try:
             await prepare(url, args.frames)
@@ -106,14 +107,14 @@ async def bench(args) -> dict:
             ):
                 ports[name] = free_port()
                 children.server(name, ["serve", "--host", HOST, "--port", str(ports[name]), "--workers", "1"], {**base, **env})
-                await api_bench.wait_http(ports[name], children)
+                await wait_http(ports[name], children)
             load = (args.concurrency, args.seconds, 1.0)
             dated = f"/api/market/snapshot?date={SESSION_DATE.isoformat()}"
-            results["dated"] = await api_bench.measure_rest(children, ports["unlimited"], dated, *load)
-            results["live"] = await api_bench.measure_rest(children, ports["unlimited"], "/api/market/snapshot", *load)
+            results["dated"] = await measure_rest(children, ports["unlimited"], dated, *load)
+            results["live"] = await measure_rest(children, ports["unlimited"], "/api/market/snapshot", *load)
             path = "/api/vn30-components"
-            results["limited"] = await api_bench.measure_rest(children, ports["limited"], path, *load, True)
-            results["unlimited"] = await api_bench.measure_rest(children, ports["unlimited"], path, *load, True)
+            results["limited"] = await measure_rest(children, ports["limited"], path, *load, True)
+            results["unlimited"] = await measure_rest(children, ports["unlimited"], path, *load, True)
             results["heads"] = await slow_heads(ports["limited"], args.header_timeout)
             results["load"] = os.getloadavg()
             children.check()
@@ -151,7 +152,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--header-timeout", type=float, default=10.0)
     args = parser.parse_args()
-    api_bench.raise_nofile()
+    raise_nofile()
     results = asyncio.run(bench(args))
     results.update(frames=args.frames, header_timeout=args.header_timeout)
     print(table(results))

@@ -21,7 +21,8 @@ import string
 import time
 from datetime import date
 
-from ws_clients import BOARD_PROBE, HISTORY_GROUPS, HISTORY_PROBES, client_main  # noqa: F401 (client_main: bench/api.py _subs)
+from children import ClientProcess
+from ws_clients import BOARD_PROBE, HISTORY_GROUPS, HISTORY_PROBES
 
 FULL_MARKET = 1600
 # The day after the other API benches' session: a session of its own, and the current one.
@@ -113,36 +114,15 @@ def history_seqs(symbol: str, seqs: range) -> list[int]:
 
 
 
-class Clients:
-    """One client process of one mode."""
+class Clients(ClientProcess):
+    """One `_subs` client process of one mode."""
 
-    def __init__(self, proc, hello: dict) -> None:
-        self.proc = proc
-        self.ready = hello["ready"]
-        self.failures = hello["failures"]
+    dump_timeout = 120.0
 
     @classmethod
     async def start(cls, children, port: int, n: int, mode: str, seed: int) -> "Clients":
-        proc = await children.client("_subs", str(port), str(n), mode, str(seed), os.path.join(children.logdir, NAMES))
-        line = await asyncio.wait_for(proc.stdout.readline(), 300)
-        if not line:
-            raise RuntimeError(f"a /ws client process ({mode}) died while connecting")
-        return cls(proc, json.loads(line))
-
-    async def dump(self) -> dict:
-        self.proc.stdin.write(b"dump\n")
-        await self.proc.stdin.drain()
-        return json.loads(await asyncio.wait_for(self.proc.stdout.readline(), 120))
-
-    async def stop(self) -> None:
-        if self.proc.returncode is None:
-            self.proc.stdin.write(b"stop\n")
-            await self.proc.stdin.drain()
-            try:
-                await asyncio.wait_for(self.proc.wait(), 10)
-            except asyncio.TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
+        args = ("_subs", str(port), str(n), mode, str(seed), os.path.join(children.logdir, NAMES))
+        return await cls.spawn(children, f"a /ws client process ({mode})", 300, *args)
 
 
 async def caught_up(redis, timeout: float = 120.0) -> None:
