@@ -412,7 +412,8 @@ class Node:
         self.server = server
         self.port = server.port
         self.pid = server.proc.pid
-        self.http = httpx.AsyncClient(base_url=server.http, timeout=2.0)
+        # /metrics needs the credential when one is configured (ignored when none is).
+        self.http = httpx.AsyncClient(base_url=server.http, timeout=2.0, headers={"Authorization": f"Bearer {TOKEN}"})
         self.health: Counter[str] = Counter()
         self.peak_rss = 0.0
 
