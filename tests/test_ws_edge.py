@@ -88,6 +88,31 @@ async def test_a_close_behind_unread_pushes_is_bounded_too(redis, redis_server):
         await publishing
 
 
+async def test_clients_that_leave_at_any_moment_leave_no_error_in_the_log(redis, redis_server):
+    """Gone before the upgrade is answered, right after it, or after the first state: a
+    client leaving is no error (each was a logged traceback, which anyone could flood)."""
+    await seed_board(redis, 3)
+    server = ApiServer(redis_server.url).start()
+    try:
+        node = Node(server)
+
+        async def one(i: int) -> None:
+            route = ROUTES[i % len(ROUTES)]
+            ws = await RawWs.open(server.port, route, f"127.0.1.{i + 1}", handshake=i % 3 != 0)
+            if i % 3 == 2 and route != "/ws":
+                await ws.wait(lambda w: w.messages or w.ended)
+            ws.abort()
+
+        for _ in range(3):
+            await asyncio.gather(*(one(i) for i in range(60)))
+        assert await until(lambda: node.clients_are(0), timeout=10)
+        await node.http.aclose()
+    finally:
+        server.stop()
+    logged = server.proc.stderr.read().decode()
+    assert "Traceback" not in logged and "error" not in logged.lower(), logged[-2000:]
+
+
 async def test_the_transport_is_found_through_any_wrappers():
     """uvicorn hands its protocol's bound methods to the app; Litestar and middleware wrap
     them (closures, functools.wraps, partials)."""

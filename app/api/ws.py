@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
+from typing import Iterator
 
 from litestar import WebSocket, websocket
+from litestar.exceptions import WebSocketDisconnect
 
 from app.api.addresses import client_address
 from app.api.auth import admit_websocket
@@ -38,6 +40,20 @@ class IpLimiter:
         self.open[ip] -= 1
         if self.open[ip] <= 0:
             del self.open[ip]
+
+
+@contextmanager
+def client_may_leave() -> Iterator[None]:
+    """A client gone mid-way (before its upgrade is answered, or during a send) ends its
+    handler quietly: uvicorn raises ClientDisconnected (an OSError), Litestar
+    WebSocketDisconnect, and left to escape each reset would be an error traceback in the
+    log, which any client could flood."""
+    try:
+        yield
+    except TimeoutError:  # an OSError too, but not the client's leaving
+        raise
+    except (WebSocketDisconnect, OSError):
+        pass
 
 
 def allowed_origins(socket: WebSocket) -> AllowedOrigins:
@@ -71,11 +87,12 @@ async def holding_slot(socket: WebSocket, channel: str) -> AsyncIterator[bool]:
 async def serve_channel(socket: WebSocket, channel: str) -> None:
     """Authenticate, admit, then push the channel until either side goes away."""
     state = socket.app.state
-    if not await admit_websocket(socket, state.verifier, origins=allowed_origins(socket)):
-        return
-    async with holding_slot(socket, channel) as admitted:
-        if admitted:
-            await _pump(socket, channel, state.hub, state.settings.ws_max_message_bytes)
+    with client_may_leave():
+        if not await admit_websocket(socket, state.verifier, origins=allowed_origins(socket)):
+            return
+        async with holding_slot(socket, channel) as admitted:
+            if admitted:
+                await _pump(socket, channel, state.hub, state.settings.ws_max_message_bytes)
 
 
 async def _pump(socket: WebSocket, channel: str, hub: Hub, max_message: int) -> None:
