@@ -40,7 +40,7 @@ async def test_a_ws_subscriber_that_never_reads_is_dropped_and_its_slot_comes_ba
     src = "127.0.0.9"
     symbols = [f"Z{i:04d}" for i in range(1000)]
     with ApiServer(redis_server.url, WS_MAX_PER_IP="1", WS_SEND_TIMEOUT_S=str(send_timeout),
-                   WS_MAX_MESSAGE_BYTES="16384") as server:
+                   WS_MAX_MESSAGE_BYTES="16384", API_RATE_LIMIT="0") as server:
         node = Node(server)
         stuck = await RawWs.open(server.port, "/ws", src, rcvbuf=4096)
         try:
@@ -66,7 +66,8 @@ async def test_a_close_behind_unread_pushes_is_bounded_too(redis, redis_server):
     publishing = asyncio.create_task(fill_board_and_publish(redis, stop))
     src = "127.0.0.10"
     try:
-        with ApiServer(redis_server.url, WS_MAX_PER_IP="1", WS_SEND_TIMEOUT_S="120", WS_THROTTLE_MS="20") as server:
+        with ApiServer(redis_server.url, WS_MAX_PER_IP="1", WS_SEND_TIMEOUT_S="120", WS_THROTTLE_MS="20",
+                       API_RATE_LIMIT="0") as server:
             node = Node(server)
             stuck = await RawWs.open(server.port, "/ws/market", src, rcvbuf=4096)
             try:
@@ -92,7 +93,7 @@ async def test_clients_that_leave_at_any_moment_leave_no_error_in_the_log(redis,
     """Gone before the upgrade is answered, right after it, or after the first state: a
     client leaving is no error (each was a logged traceback, which anyone could flood)."""
     await seed_board(redis, 3)
-    server = ApiServer(redis_server.url).start()
+    server = ApiServer(redis_server.url, API_RATE_LIMIT="0").start()
     try:
         node = Node(server)
 
