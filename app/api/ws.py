@@ -16,6 +16,7 @@ from app.api.auth import admit_websocket
 from app.api.delivery import Pump, close_socket
 from app.api.hub import Client, Hub
 from app.api.origins import AllowedOrigins
+from app.api.transports import transport_of
 
 log = logging.getLogger("stock_tracker.ws")
 
@@ -43,17 +44,20 @@ class IpLimiter:
 
 
 @contextmanager
-def client_may_leave() -> Iterator[None]:
+def client_may_leave(socket: WebSocket) -> Iterator[None]:
     """A client gone mid-way (before its upgrade is answered, or during a send) ends its
     handler quietly: uvicorn raises ClientDisconnected (an OSError), Litestar
     WebSocketDisconnect, and left to escape each reset would be an error traceback in the
-    log, which any client could flood."""
+    log, which any client could flood. Any other OSError (Redis's socket, say) while the
+    client is still there is an error as before."""
     try:
         yield
-    except TimeoutError:  # an OSError too, but not the client's leaving
-        raise
-    except (WebSocketDisconnect, OSError):
+    except WebSocketDisconnect:
         pass
+    except OSError:
+        transport = transport_of(socket)
+        if transport is not None and not transport.is_closing():
+            raise
 
 
 def allowed_origins(socket: WebSocket) -> AllowedOrigins:
@@ -87,7 +91,7 @@ async def holding_slot(socket: WebSocket, channel: str) -> AsyncIterator[bool]:
 async def serve_channel(socket: WebSocket, channel: str) -> None:
     """Authenticate, admit, then push the channel until either side goes away."""
     state = socket.app.state
-    with client_may_leave():
+    with client_may_leave(socket):
         if not await admit_websocket(socket, state.verifier, origins=allowed_origins(socket)):
             return
         async with holding_slot(socket, channel) as admitted:

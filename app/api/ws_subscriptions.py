@@ -191,7 +191,7 @@ async def ws_subscriptions(socket: WebSocket) -> None:
     settings, hub, live, verifier = state.settings, state.hub, state.live, state.verifier
     # The client speaks first here: an auth message (when a credential is required, within
     # 5 s) or its first subscription, handed back to be handled like any other.
-    with client_may_leave():
+    with client_may_leave(socket):
         admission = await admit_websocket(socket, verifier, client_speaks_first=True, origins=allowed_origins(socket))
         if not admission:
             return
