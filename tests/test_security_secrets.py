@@ -363,6 +363,8 @@ async def test_no_secret_in_any_log_or_response_with_everything_running(redis_bi
                             headers = {"Authorization": f"Bearer {token}"} if token else {}
                             for path in ("/api/market/snapshot", "/metrics", "/api/sessions"):
                                 res = await client.get(path, headers=headers)
+                                good = token in (API_TOKEN, WS_TOKEN, good_jwt)
+                                assert (res.status_code == 401) is not good, (path, res.status_code)
                                 assert res.status_code < 500, (path, res.status_code)
                                 bodies.append(res.text + json.dumps(dict(res.headers)))
                 finally:
