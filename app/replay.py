@@ -67,13 +67,15 @@ class Diff:
         return out
 
 
-async def live_hashes(redis: Redis, date: str) -> dict[str, dict[str, str]]:
-    """Every projection hash of a session as stored (streams, sets and lease left out)."""
+async def live_hash_names(redis: Redis, date: str) -> list[str]:
+    """The names of a session's projection hashes (streams, sets and lease left out)."""
     keys = K.SessionKeys(date)
-    names = []
-    async for key in scan_slot(redis, keys.pattern(), keys.frames, "hash"):
-        names.append(as_str(key))
-    return await hgetall_many(redis, names)
+    return [as_str(key) async for key in scan_slot(redis, keys.pattern(), keys.frames, "hash")]
+
+
+async def live_hashes(redis: Redis, date: str) -> dict[str, dict[str, str]]:
+    """Every projection hash of a session as stored."""
+    return await hgetall_many(redis, await live_hash_names(redis, date))
 
 
 def compare(live: dict[str, dict[str, str]], rebuilt: dict[str, dict[str, str]]) -> Diff:
@@ -140,7 +142,7 @@ async def rebuild(
     try:
         state, dead = await fold_stream(redis, date, progress=progress, tape_length=tape_length)
         hashes = codec.encode_all(state, keys)
-        stale = [k for k in await live_hashes(redis, date)]
+        stale = await live_hash_names(redis, date)  # names only: their content is replaced
         async with redis.pipeline(transaction=True) as pipe:
             if stale:
                 pipe.delete(*stale)
