@@ -171,13 +171,7 @@ def _value_changes(
     rest: list[str] = []
     hset, hdel = changes.hset, changes.hdel
     snapshot, delta = kind.snapshot, kind.delta
-    segment = kind.segments[0]
-    if kind.per_entity:
-        holder = getattr(state, kind.attr)
-        prefix = keys.entity(segment, "")
-    else:
-        holder = {"": getattr(state, kind.attr)}
-        prefix = keys.base + segment
+    holder, prefix = _holder_and_prefix(state, keys, kind)
     for name in names:
         key = prefix + name
         value = holder.get(name)
@@ -219,17 +213,17 @@ def _hash_changes(
         written[key] = fields
 
 
+def _holder_and_prefix(state: SessionState, keys: SessionKeys, kind: Kind) -> tuple[dict, str]:
+    """A kind's values by name (one unnamed value for a session-wide kind) and its key prefix."""
+    holder = getattr(state, kind.attr) if kind.per_entity else {"": getattr(state, kind.attr)}
+    return holder, key_of(keys, kind, kind.segments[0], "")
+
+
 def _series_changes(state: SessionState, keys: SessionKeys, kind: Kind, names: list[str], changes: Changes) -> None:
     """A series writes the fields it changed; no copy of it is kept to diff against."""
-    segment = kind.segments[0]
     changed = kind.changed
     hset, hdel = changes.hset, changes.hdel
-    if kind.per_entity:
-        holder = getattr(state, kind.attr)
-        prefix = keys.entity(segment, "")
-    else:
-        holder = {"": getattr(state, kind.attr)}
-        prefix = keys.base + segment
+    holder, prefix = _holder_and_prefix(state, keys, kind)
     for name in names:
         value = holder.get(name)
         if value is None:
