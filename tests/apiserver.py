@@ -6,7 +6,9 @@ import asyncio
 import os
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import httpx
 
@@ -16,10 +18,39 @@ from app.store import free_port
 class ApiServer:
     """One API node on a free port, configured by environment like production."""
 
-    def __init__(self, redis_url: str, **env: str) -> None:
+    def __init__(self, redis_url: str, *, log_to_file: bool = False, **env: str) -> None:
         self.port = free_port()
         self.env = {**os.environ, "REDIS_URL": redis_url, "LOG_LEVEL": "WARNING", **env}
         self.proc: subprocess.Popen | None = None
+        # A file rather than a pipe for a node that logs much (DEBUG would fill a pipe).
+        self.log = tempfile.NamedTemporaryFile(prefix="node-", suffix=".log", delete=False) if log_to_file else None
+
+    def stderr(self) -> str:
+        """What the node wrote to stderr (``log_to_file`` nodes)."""
+        return Path(self.log.name).read_text(errors="replace") if self.log else ""
+
+    def _spawn(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "app", "serve", "--port", str(self.port)],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=self.log or subprocess.PIPE,
+        )
+
+    async def astart(self, timeout: float = 30.0) -> "ApiServer":
+        """``start`` for a test whose event loop must keep running meanwhile."""
+        self._spawn()
+
+        async def healthy() -> bool:
+            assert self.proc.poll() is None, self.stderr()[-2000:]
+            try:
+                async with httpx.AsyncClient() as client:
+                    return (await client.get(self.http + "/healthz", timeout=0.5)).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        await until(healthy, timeout=timeout, interval=0.05)
+        return self
 
     @property
     def http(self) -> str:
@@ -30,16 +61,11 @@ class ApiServer:
         return f"ws://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> "ApiServer":
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve", "--port", str(self.port)],
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        self._spawn()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError("API server exited: " + self.proc.stderr.read().decode()[-2000:])
+                raise RuntimeError("API server exited: " + (self.stderr() or self.proc.stderr.read().decode())[-2000:])
             try:
                 if httpx.get(self.http + "/healthz", timeout=0.5).status_code == 200:
                     return self

@@ -33,7 +33,7 @@ from app.ingest.live import run_live
 from app.ingest.signalr import FeedConfig
 from app.ingest.writer import StreamWriter
 from app.store import connect, free_port, private_redis_server, redis_from_url
-from tests.apiserver import until
+from tests.apiserver import ApiServer, until
 from tests.test_feed import DAY, RunningFake
 
 pytestmark = pytest.mark.anyio
@@ -262,50 +262,6 @@ async def _true(value) -> bool:
 # ---- everything at once: node, feed client, fake SSI, at DEBUG -----------------------
 
 
-class _Node:
-    """``stock-tracker serve`` with its stderr in a file (DEBUG output would fill a pipe)."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.port = free_port()
-        self.env = {**os.environ, **env}
-        self.log = tempfile.NamedTemporaryFile(prefix="node-", suffix=".log", delete=False)
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(self.port)],
-                                     env=self.env, stdout=subprocess.DEVNULL, stderr=self.log)
-
-        async def healthy() -> bool:
-            assert self.proc.poll() is None, self.stderr()[-2000:]
-            try:
-                async with httpx.AsyncClient() as client:
-                    return (await client.get(self.http + "/healthz", timeout=0.5)).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        await until(healthy, timeout=30, interval=0.05)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def stderr(self) -> str:
-        return Path(self.log.name).read_text(errors="replace")
-
-
 async def _ws_outcome(url: str, first: str | None = None, then: str | None = None) -> tuple[str, list[str]]:
     """``("open", messages)`` or ``("closed <code>", messages)`` for one WebSocket visit."""
     seen: list[str] = []
@@ -339,15 +295,15 @@ async def test_no_secret_in_any_log_or_response_with_everything_running(redis_bi
                 redis = await connect(redis_url)
                 stop = asyncio.Event()
                 ingest = asyncio.create_task(run_live(redis, settings, stop))
-                node = _Node({
-                    "REDIS_URL": redis_url, "LOG_LEVEL": "DEBUG", "WS_TOKEN": WS_TOKEN,
-                    "API_TOKENS": f"{API_TOKEN},second-token-Vb3", "API_JWT_SECRET": JWT_SECRET,
-                    "SSI_CONSUMER_ID": "demo", "SSI_CONSUMER_SECRET": SSI_SECRET,
-                })
+                node = ApiServer(
+                    redis_url, log_to_file=True, LOG_LEVEL="DEBUG", WS_TOKEN=WS_TOKEN,
+                    API_TOKENS=f"{API_TOKEN},second-token-Vb3", API_JWT_SECRET=JWT_SECRET,
+                    SSI_CONSUMER_ID="demo", SSI_CONSUMER_SECRET=SSI_SECRET,
+                )
                 try:
                     frames_key = K.SessionKeys(DAY.isoformat()).frames
                     await until(lambda: _frames_at_least(redis, frames_key, 20), timeout=30)
-                    await node.start()
+                    await node.astart()
                     market = node.ws + "/ws/market"
                     for name, token in (("ws_token", WS_TOKEN), ("api_token", API_TOKEN), ("jwt", good_jwt),
                                         ("bad", BAD_TOKEN), ("bad_jwt", bad_jwt)):
