@@ -18,6 +18,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.backoff import ExponentialBackoff
 from redis.commands.core import AsyncScript
+from redis.crc import key_slot
 from redis.exceptions import (
     AskError,
     AuthenticationError,
@@ -106,6 +107,7 @@ class RedisClient:
         self.cluster = False
         self.detected = False
         self._raw: dict[str, Redis | RedisCluster] = {}
+        self._slots: dict[int, RedisClient] = {}
 
     @classmethod
     def around(cls, client) -> "RedisClient":
@@ -114,7 +116,7 @@ class RedisClient:
             return client
         wrapper = cls.__new__(cls)
         wrapper.url, wrapper.max_connections, wrapper.client = "", 0, client
-        wrapper.cluster, wrapper.detected, wrapper._raw = False, True, {}
+        wrapper.cluster, wrapper.detected, wrapper._raw, wrapper._slots = False, True, {}, {}
         return wrapper
 
     def __getattr__(self, name: str):
@@ -151,11 +153,27 @@ class RedisClient:
             self._raw[command] = raw
         return raw
 
+    def for_slot(self, key: str) -> "RedisClient":
+        """A client for the keys of ``key``'s slot only: on a cluster, straight to its
+        master (:mod:`app.slot_client`); on one Redis, this one."""
+        if not self.cluster:
+            return self
+        slot = key_slot(key.encode())
+        pinned = self._slots.get(slot)
+        if pinned is None:
+            from app.slot_client import SlotClient  # it builds on this class
+
+            pinned = self._slots[slot] = SlotClient(self.client, self.url, key, self.max_connections)
+        return pinned
+
     async def aclose(self) -> None:
         for raw in self._raw.values():
             if isinstance(raw, RedisCluster):
                 await raw.aclose()
         self._raw.clear()
+        for pinned in self._slots.values():
+            await pinned.aclose()
+        self._slots.clear()
         await self.client.aclose()
 
 
@@ -183,6 +201,11 @@ def is_cluster(redis) -> bool:
     return isinstance(redis, RedisClient) and redis.cluster
 
 
+def for_slot(redis, key: str):
+    """A client for ``key``'s slot (see :meth:`RedisClient.for_slot`); any other client as it is."""
+    return redis.for_slot(key) if isinstance(redis, RedisClient) else redis
+
+
 def raw_replies(redis, command: str):
     """A client sharing ``redis``'s servers whose ``command`` replies are left unparsed."""
     if isinstance(redis, RedisClient):
@@ -198,7 +221,7 @@ async def scan_slot(redis, pattern: str, key: str, type_: str | None = None) -> 
     A session's keys share one hash tag, so on a cluster they all sit on one master:
     scanning the others would only cost them time.
     """
-    if not is_cluster(redis):
+    if not is_cluster(redis) or not isinstance(redis.client, RedisCluster):  # or one slot's client
         async for name in redis.scan_iter(match=pattern, count=1000, _type=type_):
             yield name
         return

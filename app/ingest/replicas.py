@@ -42,39 +42,37 @@ class Replicas:
 
     async def write(self, key: str, queue: Callable) -> list:
         """Run the commands ``queue(pipe)`` adds (all on ``key``'s slot), then WAIT if needed."""
-        node = self._node(key)
-        wait = await self._replica_count(node) > 0
-        async with self.redis.pipeline(transaction=False) as pipe:
+        # On a cluster, a client straight to the slot's master: the write and its WAIT
+        # go down one connection to one node, in one round trip.
+        client = store.for_slot(self.redis, key)
+        wait = await self._replica_count(client) > 0
+        node = _name(client)
+        async with client.pipeline(transaction=False) as pipe:
             queue(pipe)
             if wait:
-                target = {"target_nodes": node} if node is not None else {}
-                pipe.execute_command("WAIT", 1, self.wait_ms, **target)
+                pipe.execute_command("WAIT", 1, self.wait_ms)
             replies = await pipe.execute()
-        if node is not None and self._node(key) is not node:
-            # The slot moved while we wrote (a failover): the WAIT asked the old master.
+        if _name(client) != node:
+            # The slot moved while we wrote (a failover): the count was the old master's.
             raise NotReplicated(f"slot of {key} moved during the write")
         if wait:
             self.waits += 1
             if int(replies[-1]) < 1:
-                self._known.pop(_name(node), None)  # maybe the replica is gone: ask again
+                self._known.pop(node, None)  # maybe the replica is gone: ask again
                 raise NotReplicated(f"no replica confirmed the write within {self.wait_ms} ms")
             replies = replies[:-1]
         return replies
 
-    def _node(self, key: str):
-        return self.redis.client.get_node_from_key(key) if store.is_cluster(self.redis) else None
-
-    async def _replica_count(self, node) -> int:
-        name = _name(node)
-        known = self._known.get(name)
+    async def _replica_count(self, client) -> int:
+        known = self._known.get(_name(client))
         now = time.monotonic()
         if known is not None and known[0] > now:
             return known[1]
         try:
-            target = {"target_nodes": node} if node is not None else {}
-            info = await self.redis.info("replication", **target)
+            info = await client.info("replication")
         except ResponseError:  # a store without INFO replication (the embedded fake)
             info = {}
+        name = _name(client)  # known once a connection was made
         count = int(info.get("connected_slaves", 0) or 0)
         if self._said.get(name) != count:
             self._said[name] = count
@@ -83,5 +81,6 @@ class Replicas:
         return count
 
 
-def _name(node) -> str:
-    return node.name if node is not None else "redis"
+def _name(client) -> str:
+    """The node a client's connections go to: a cluster slot's master, or the one Redis."""
+    return getattr(client, "node_name", None) or "redis"

@@ -174,8 +174,8 @@ class StreamWriter:
                 args={"received": stamp, "lengths": ",".join(map(str, map(len, raws))),
                       "blob": b"".join(raws), "batch": mark},
             )
-            # execute_command: redis-py's cluster pipeline refuses its evalsha() (a script
-            # may span slots); this one's keys share the session's slot.
+            # The script's keys share the session's slot: on a cluster, its master alone
+            # runs it (and the WAIT after it), pipelined.
             await self.replicas.write(
                 keys.frames,
                 lambda pipe: pipe.execute_command("EVALSHA", self._sha, len(script_keys), *script_keys, *args),
