@@ -32,3 +32,29 @@ async def test_killing_the_sessions_master_loses_and_doubles_nothing(redis_clust
     assert ("/readyz", 503, True) in result.http, result.http
     assert all(status in (200, 503) and is_json for _, status, is_json in result.http), result.http
     assert result.http[-1][1] == 200 and [h for h in result.http if h[0] == "/readyz"][-1][1] == 200
+
+
+async def test_a_slot_client_reaches_only_its_slot_and_recovers_from_moved(redis_cluster):
+    from app import keys as K
+    from app.store import UNAVAILABLE, connect
+
+    redis = await connect(redis_cluster.url)
+    try:
+        mine = K.SessionKeys("2026-11-24")
+        # A day whose slot another master serves (which one depends on earlier failovers).
+        other = next(
+            K.SessionKeys(f"2026-12-{day:02d}") for day in range(1, 29)
+            if redis_cluster.master_of(K.SessionKeys(f"2026-12-{day:02d}").frames)
+            is not redis_cluster.master_of(mine.frames)
+        )
+        pinned = redis.for_slot(mine.frames)
+        assert redis.for_slot(mine.meta) is pinned  # one client per slot
+        await pinned.set(mine.closed, "1")
+        assert await redis.get(mine.closed) == b"1"  # the cluster client sees it on the same master
+        # Another slot's key answers MOVED: an outage to its caller, and the client asks again.
+        with pytest.raises(UNAVAILABLE):
+            await pinned.set(other.closed, "1")
+        assert await pinned.get(mine.closed) == b"1"
+        assert pinned.node_name == f"127.0.0.1:{redis_cluster.master_of(mine.frames).port}"
+    finally:
+        await redis.aclose()
