@@ -60,6 +60,12 @@ def auth_refused(exc: BaseException) -> bool:
     return isinstance(exc, REDIS_AUTH)
 
 
+def outage_event(exc: BaseException) -> tuple[int, str]:
+    """The log level and event name of a failed Redis call: a refused password is an
+    error only fixing REDIS_URL cures, anything else an outage to wait out."""
+    return (logging.ERROR, "redis_auth_refused") if auth_refused(exc) else (logging.WARNING, "redis_unavailable")
+
+
 def redis_from_url(url: str, max_connections: int = 64) -> "RedisClient":
     """The client for ``url``: a single Redis until :func:`detect` finds a cluster."""
     return RedisClient(url, max_connections)

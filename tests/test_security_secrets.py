@@ -352,3 +352,26 @@ async def test_no_secret_in_any_log_or_response_with_everything_running(redis_bi
 
 async def _frames_at_least(redis, key: str, n: int) -> bool:
     return await redis.xlen(key) >= n
+
+
+def test_project_and_the_api_name_a_refused_password_as_such(redis_binary, tmp_path):
+    # Both wait an outage out; a refused password is not one, and their log says so.
+    log_path = tmp_path / "project.log"
+    with redis_with_password(redis_binary) as port, open(log_path, "w") as log_file:
+        url = f"redis://:{BAD_PW}@127.0.0.1:{port}/0"
+        env = {**os.environ, "REDIS_URL": url, "LOG_LEVEL": "INFO", "PROJECTOR_BLOCK_MS": "50"}
+        project = subprocess.Popen([sys.executable, "-m", "app", "project"], env=env,
+                                   stdout=subprocess.DEVNULL, stderr=log_file)
+        node = ApiServer(url, log_to_file=True, LOG_LEVEL="INFO").start()
+        try:
+            answer = httpx.get(node.http + "/api/market/foreign", timeout=5)
+            assert answer.status_code == 503
+            asyncio.run(until(lambda: _true("redis_auth_refused" in log_path.read_text()), timeout=20))
+        finally:
+            node.stop()
+            project.terminate()
+            project.wait(timeout=10)
+    project_log = log_path.read_text()
+    assert "event=redis_auth_refused" in project_log and "level=ERROR" in project_log
+    assert "event=redis_auth_refused" in node.stderr()
+    assert BAD_PW not in project_log + node.stderr()

@@ -38,7 +38,7 @@ from app.api.ws import IpLimiter, ws_foreign, ws_index, ws_market
 from app.api.ws_subscriptions import ws_subscriptions
 from app import gctune, logs
 from app.config import Settings, load_settings
-from app.store import DEFAULT_URL, REDIS_DOWN, RedisClient, redis_from_url
+from app.store import DEFAULT_URL, REDIS_DOWN, RedisClient, outage_event, redis_from_url
 
 log = logging.getLogger("stock_tracker.api")
 
@@ -61,7 +61,8 @@ class _Outage:
     def __call__(self, request: Request, exc: Exception) -> Response:
         now = time.monotonic()
         if now - self.logged_at > OUTAGE_LOG_S:
-            log.warning("event=store_unavailable path=%s error=%s detail=%s", request.url.path, type(exc).__name__, exc)
+            level, event = outage_event(exc)  # a refused password says so: waiting will not help
+            log.log(level, "event=%s path=%s error=%s detail=%s", event, request.url.path, type(exc).__name__, exc)
         self.logged_at = now
         return Response(
             {"status_code": 503, "detail": "market data store unavailable, retry shortly"},

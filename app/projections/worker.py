@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 
 from app import keys as K
 from app import sessions
-from app.store import UNAVAILABLE, detect, for_slot
+from app.store import UNAVAILABLE, detect, for_slot, outage_event
 from app.config import Settings
 from app.projections.projector import NotOwner, SessionProjector, consumer_name
 from app.projections.stream import has_work
@@ -108,7 +108,8 @@ async def run(redis: Redis, settings: Settings, stop: asyncio.Event | None = Non
         except UNAVAILABLE as exc:
             if down_since is None:  # once per outage, not once a second
                 down_since = time.monotonic()
-                log.warning("event=redis_unavailable error=%s", type(exc).__name__)
+                level, event = outage_event(exc)
+                log.log(level, "event=%s error=%s", event, type(exc).__name__)
         try:
             await asyncio.wait_for(stop.wait(), timeout=1.0)
         except asyncio.TimeoutError:
@@ -143,7 +144,8 @@ async def _project_session(
             owned = False
         except UNAVAILABLE as exc:
             if owned:  # once per outage: retries meanwhile are quiet
-                log.warning("event=redis_unavailable date=%s error=%s", date, type(exc).__name__)
+                level, event = outage_event(exc)
+                log.log(level, "event=%s date=%s error=%s", event, date, type(exc).__name__)
             owned = False
             await _sleep(stop, 0.5)
     if owned:
