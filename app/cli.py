@@ -22,9 +22,8 @@ from app import cli_types as types
 from app import gctune, logs
 from app.config import Settings, load_settings
 from app.errors import RedisUnavailable, UserError
-from app.store import (
-    REDIS_AUTH, REDIS_DOWN, auth_failure, auth_refused, check_port, open_redis, redis_url_shown, wait_for_redis,
-)
+from app.local_redis import check_port
+from app.store import REDIS_AUTH, REDIS_DOWN, auth_failure, auth_refused, open_redis, redis_url_shown, wait_for_redis
 
 log = logging.getLogger("stock_tracker.cli")
 

@@ -43,7 +43,8 @@ from app.ingest.writer import StreamWriter, now_ms
 from app.projections import worker
 from app.projections.hashes import to_hash
 from app.projections.stream import stream_position
-from app.store import check_port, open_redis
+from app.local_redis import check_port
+from app.store import open_redis
 
 log = logging.getLogger("stock_tracker.demo")
 

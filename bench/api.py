@@ -179,7 +179,8 @@ async def measure_fanout(children: Children, feed: Feed, port: int, levels: list
 
 
 async def bench(args: argparse.Namespace, binary: str) -> dict:
-    from app.store import free_port, private_redis_server, redis_from_url
+    from app.local_redis import free_port, private_redis_server
+    from app.store import redis_from_url
 
     quick = args.quick
     e2e_s = 4.0 if quick else 12.0

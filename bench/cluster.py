@@ -30,7 +30,8 @@ from app import keys as K  # noqa: E402
 from app.config import Settings  # noqa: E402
 from app.ingest.run import ingest_file  # noqa: E402
 from app.projections import worker  # noqa: E402
-from app.store import connect, private_redis_server  # noqa: E402
+from app.local_redis import private_redis_server  # noqa: E402
+from app.store import connect  # noqa: E402
 from bench.core import SESSION_DATE, frames_file  # noqa: E402
 from harness.failover import run_failover  # noqa: E402
 from harness.redis_binary import NoRedisServer, redis_server_binary  # noqa: E402

@@ -43,7 +43,8 @@ from app.projections import read, worker  # noqa: E402
 from app.projections.projector import SessionProjector  # noqa: E402
 from app.projections.session import finish_batch, fold, new_session  # noqa: E402
 from app.replay import rebuild, verify  # noqa: E402
-from app.store import private_redis_server, redis_from_url, scan_slot  # noqa: E402
+from app.local_redis import private_redis_server  # noqa: E402
+from app.store import redis_from_url, scan_slot  # noqa: E402
 from harness.redis_binary import NoRedisServer, redis_server_binary  # noqa: E402
 
 SESSION_DATE = date(2026, 11, 25)

@@ -35,7 +35,8 @@ from app.config import Settings  # noqa: E402
 from app.ingest.run import ingest_file  # noqa: E402
 from app.ingest.writer import StreamWriter  # noqa: E402
 from app.projections import read, worker  # noqa: E402
-from app.store import free_port, private_redis_server, redis_from_url  # noqa: E402
+from app.local_redis import free_port, private_redis_server  # noqa: E402
+from app.store import redis_from_url  # noqa: E402
 from harness.redis_binary import redis_server_binary  # noqa: E402
 from rawws import HOST  # noqa: E402
 

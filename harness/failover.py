@@ -24,7 +24,8 @@ import websockets
 
 from app import keys as K
 from app.ingest.writer import StreamWriter
-from app.store import connect, free_port
+from app.local_redis import free_port
+from app.store import connect
 from harness.redis_cluster import private_redis_cluster
 
 SESSION = "2026-11-25"

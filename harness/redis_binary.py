@@ -1,4 +1,4 @@
-"""Which ``redis-server`` binary a private server (``app.store.private_redis_server``) runs."""
+"""Which ``redis-server`` binary a private server (``app.local_redis.private_redis_server``) runs."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from app.store import free_port
+from app.local_redis import free_port
 
 
 class ApiServer:

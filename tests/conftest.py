@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.store import connect, private_redis_server
+from app.local_redis import private_redis_server
+from app.store import connect
 from harness.redis_binary import NoRedisServer, redis_server_binary
 from harness.redis_cluster import private_redis_cluster
 

@@ -319,7 +319,8 @@ async def test_a_client_that_never_reads_is_dropped_and_delays_nobody(redis, red
 
 
 async def test_redis_restart_resyncs_clients_without_a_node_restart(redis_binary):
-    from app.store import private_redis_server, redis_from_url
+    from app.local_redis import private_redis_server
+    from app.store import redis_from_url
 
     store = private_redis_server(redis_binary, appendonly=True)
     store.start()

@@ -19,7 +19,8 @@ import pytest
 import redis as redis_sync
 
 from app.cli import build_parser
-from app.store import free_port, private_redis_server, redis_from_url
+from app.local_redis import free_port, private_redis_server
+from app.store import redis_from_url
 from tests import factory as F
 from tests.apiserver import ApiServer
 

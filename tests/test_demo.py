@@ -24,7 +24,7 @@ from app.ingest.live import channels_for
 from app.sim import VN30_SYMBOLS, MarketSimulator
 from app.ingest.writer import StreamWriter, close_at_three
 from app.projections import read, worker
-from app.store import free_port
+from app.local_redis import free_port
 from tests.apiserver import until
 
 SEED = 1

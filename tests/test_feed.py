@@ -17,7 +17,7 @@ from app.ingest.live import run_live
 from app.ingest.signalr import FastConnectStream, FeedConfig
 from app.projections import worker
 from app.projections.read import market_snapshot
-from app.store import free_port
+from app.local_redis import free_port
 from tests.apiserver import until
 
 pytestmark = pytest.mark.anyio

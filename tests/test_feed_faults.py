@@ -25,7 +25,7 @@ from app.ingest import live
 from app.sim.fake import frames_digest
 from app.ingest.signalr import FastConnectStream
 from app.sim import ALL_CHANNELS
-from app.store import free_port
+from app.local_redis import free_port
 from tests.apiserver import until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]

@@ -23,7 +23,8 @@ import websockets
 from app import keys as K
 from app.sim import MarketSimulator
 from app.replay import verify
-from app.store import private_redis_server, redis_from_url
+from app.local_redis import private_redis_server
+from app.store import redis_from_url
 from tests.apiserver import ApiServer, until
 from tests.test_api import recv_json
 

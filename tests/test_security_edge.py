@@ -20,7 +20,7 @@ from app.api.http_protocol import HeadTimeoutProtocol, uvicorn_options
 from app.config import Settings
 from app.ingest.writer import StreamWriter
 from app.projections import read, worker
-from app.store import free_port
+from app.local_redis import free_port
 from tests import factory as F
 from tests.apiserver import until
 

@@ -29,7 +29,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from app.store import private_redis_server
+from app.local_redis import private_redis_server
 from tests import factory as F
 from tests.apiserver import ApiServer
 from tests.test_api import market_frames, project

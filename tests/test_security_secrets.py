@@ -32,7 +32,8 @@ from app.config import Settings, mask_password
 from app.ingest.live import run_live
 from app.ingest.signalr import FeedConfig
 from app.ingest.writer import StreamWriter
-from app.store import connect, free_port, private_redis_server, redis_from_url
+from app.local_redis import free_port, private_redis_server
+from app.store import connect, redis_from_url
 from tests.apiserver import ApiServer, until
 from tests.test_feed import DAY, RunningFake
 

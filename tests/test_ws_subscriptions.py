@@ -279,7 +279,8 @@ async def test_limits_message_size_and_sockets_per_address(redis, settings, redi
 
 async def test_a_subscription_made_while_redis_is_away_gets_unavailable_then_its_snapshot(redis_binary):
     from app.config import Settings
-    from app.store import connect, private_redis_server
+    from app.local_redis import private_redis_server
+    from app.store import connect
 
     store = private_redis_server(redis_binary, appendonly=True)  # the same data after a restart
     store.start()
