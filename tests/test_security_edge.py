@@ -202,17 +202,30 @@ async def test_a_client_that_never_finishes_its_request_head_is_dropped(redis, r
         await task
 
 
-async def test_dated_seed_routes_of_a_closed_session_are_cached_and_of_the_live_one_served_live(redis, redis_server):
+async def test_dated_seed_routes_of_a_closed_session_are_cached_and_of_the_live_one_served_live(
+    redis, redis_server, monkeypatch
+):
     settings = edge_settings(redis_server)
     session = await load_session(redis, settings, close=True)
     async with node(settings) as client:
         cache = client.app.state.closed_cache
-        for path in ("/api/market/snapshot", "/api/market/foreign", "/api/market/indices", "/api/market/derivatives"):
+        for path in ("/api/market/snapshot", "/api/market/foreign", "/api/market/indices", "/api/market/derivatives",
+                     "/api/market/board", "/api/market/trades/ACB", "/api/history/candles/ACB",
+                     "/api/history/foreign", "/api/history/index/VN30", "/api/history/basis"):
             first = await client.get(path, params={"date": session})
             hits = cache.hits
             again = await client.get(path, params={"date": session})
             assert first.status_code == again.status_code == 200 and first.content == again.content, path
             assert cache.hits == hits + 1, path
+
+        async def no_redis(*args, **kwargs):
+            raise AssertionError("a closed session's cached answer looked at Redis")
+
+        # Once kept, a closed session's answer needs no look at Redis at all.
+        monkeypatch.setattr(read, "resolve_session", no_redis)
+        for path in ("/api/market/snapshot", "/api/market/foreign", "/api/history/candles/ACB", "/api/history/basis"):
+            assert (await client.get(path, params={"date": session})).status_code == 200, path
+        monkeypatch.undo()
         assert (await client.get("/api/market/snapshot", params={"date": "2026-13-45"})).status_code == 400
 
 

@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from app import keys as K
 from app.api.deps import ClosedCacheDep, LiveDep, RedisDep, SettingsDep
 from app.api.openapi_errors import BEARER, errors
-from app.api.routes import DateParam, check_date, json_response
+from app.api.routes import DateParam, cached_or_built, dated, json_response
 from app.projections import read, read_history
 from app.projections.hashes import comma_list
 from app.schemas import (
@@ -32,10 +32,6 @@ MAX_SYMBOLS = 2000
 _SYMBOL = re.compile(r"[A-Z0-9_.\-]{1,32}")
 _ERRORS = [ValidationException, NotFoundException]
 _RESPONSES = errors(400, 404)
-
-
-async def _ref(redis: Redis, date: str | None) -> SessionRef | None:
-    return await read.resolve_session(redis, check_date(date))
 
 
 def _symbol(text: str) -> str:
@@ -57,13 +53,15 @@ class BoardController(Controller):
             required=False, description="A,B,C | VN30 | HOSE | HNX | UPCOM | DER; default: every symbol"
         ),
     ) -> Board:
-        ref = await _ref(redis, date)
         wanted, exchange = await self._selection(redis, symbols)
-        if date is None and ref is not None and not ref.closed and live.trusted():
-            # The live session: from this node's board cache, read again only where it changed.
-            return json_response((await live.board_text(ref, wanted, exchange)).encode())
 
-        async def build() -> Board:
+        async def answer(ref: SessionRef | None) -> bytes:
+            if date is None and ref is not None and not ref.closed and live.trusted():
+                # The live session: from this node's board cache, read again only where it changed.
+                return (await live.board_text(ref, wanted, exchange)).encode()
+            return await closed_cache.get(("board", symbols), ref, lambda: build(ref))
+
+        async def build(ref: SessionRef | None) -> Board:
             if ref is None:
                 return Board(session=None)
             rows = await read_history.read_board(redis, ref.date, wanted)
@@ -71,7 +69,7 @@ class BoardController(Controller):
                 rows = {s: r for s, r in rows.items() if r.exchange == exchange}
             return Board(session=ref, rows=rows)
 
-        return json_response(await closed_cache.get(("board", symbols), ref, build))
+        return json_response(await dated(redis, closed_cache, ("board", symbols), date, answer))
 
     @staticmethod
     async def _selection(redis: Redis, symbols: str | None) -> tuple[list[str] | None, str | None]:
@@ -99,13 +97,11 @@ class BoardController(Controller):
         n = cap if limit is None else limit
         if not 1 <= n <= cap:
             raise ValidationException(detail=f"limit must be 1..{cap}")
-        ref = await _ref(redis, date)
-
-        async def build() -> Trades:
+        async def build(ref: SessionRef | None) -> Trades:
             rows = await read_history.read_trades(redis, ref.date, sym, n) if ref else []
             return Trades(session=ref, symbol=sym, trades=rows)
 
-        return json_response(await closed_cache.get(("trades", sym, n), ref, build))
+        return json_response(await cached_or_built(redis, closed_cache, ("trades", sym, n), date, build))
 
 
 class HistoryController(Controller):
@@ -122,13 +118,11 @@ class HistoryController(Controller):
         sym = _symbol(symbol)
         if interval not in read_history.INTERVALS:
             raise ValidationException(detail=f"interval must be one of {', '.join(read_history.INTERVALS)}")
-        ref = await _ref(redis, date)
-
-        async def build() -> Candles:
+        async def build(ref: SessionRef | None) -> Candles:
             bars = await read_history.read_candles(redis, ref.date, sym, interval) if ref else []
             return Candles(session=ref, symbol=sym, interval=interval, candles=bars)
 
-        return json_response(await closed_cache.get(("candles", sym, interval), ref, build))
+        return json_response(await cached_or_built(redis, closed_cache, ("candles", sym, interval), date, build))
 
     @get("/foreign", summary="Foreign flow per minute: the market's, or one symbol's", raises=_ERRORS,
          responses=_RESPONSES, security=BEARER)
@@ -137,13 +131,11 @@ class HistoryController(Controller):
         symbol: str | None = QueryParameter(required=False, description="One symbol; default: the whole market"),
     ) -> ForeignHistory:
         sym = _symbol(symbol) if symbol else None
-        ref = await _ref(redis, date)
-
-        async def build() -> ForeignHistory:
+        async def build(ref: SessionRef | None) -> ForeignHistory:
             minutes = await read_history.read_foreign_minutes(redis, ref.date, sym) if ref else []
             return ForeignHistory(session=ref, symbol=sym, minutes=minutes)
 
-        return json_response(await closed_cache.get(("foreign", sym), ref, build))
+        return json_response(await cached_or_built(redis, closed_cache, ("foreign", sym), date, build))
 
     @get("/index/{index_id:str}", summary="Candles of one index (VN30, VNINDEX, HNXIndex, ...)", raises=_ERRORS,
          responses=_RESPONSES, security=BEARER)
@@ -153,23 +145,19 @@ class HistoryController(Controller):
     ) -> IndexHistory:
         if not re.fullmatch(r"[A-Za-z0-9_.\-]{1,32}", index_id):
             raise ValidationException(detail=f"not an index id: {index_id!r}")
-        ref = await _ref(redis, date)
-
-        async def build() -> IndexHistory:
+        async def build(ref: SessionRef | None) -> IndexHistory:
             bars = await read_history.read_index_candles(redis, ref.date, index_id) if ref else []
             return IndexHistory(session=ref, index_id=index_id, candles=bars)
 
-        return json_response(await closed_cache.get(("index", index_id), ref, build))
+        return json_response(await cached_or_built(redis, closed_cache, ("index", index_id), date, build))
 
     @get("/basis", summary="The VN30 futures basis, minute by minute", raises=_ERRORS,
          responses=_RESPONSES, security=BEARER)
     async def basis(self, redis: RedisDep, closed_cache: ClosedCacheDep, date: str | None = DateParam) -> BasisHistory:
-        ref = await _ref(redis, date)
-
-        async def build() -> BasisHistory:
+        async def build(ref: SessionRef | None) -> BasisHistory:
             return BasisHistory(session=ref, points=await read_history.read_basis(redis, ref.date) if ref else [])
 
-        return json_response(await closed_cache.get(("basis",), ref, build))
+        return json_response(await cached_or_built(redis, closed_cache, ("basis",), date, build))
 
 
 @get("/api/sessions", tags=["history"], summary="The known sessions, newest first: closed, frames, dead letters",

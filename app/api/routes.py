@@ -49,7 +49,8 @@ async def dated(
     answer: Callable[[SessionRef | None], Awaitable[bytes]],
 ) -> bytes:
     """The body for ``?date=``: kept from an earlier request when that session is closed
-    (no Redis read at all), else ``answer(ref)`` for the session it names (current: None)."""
+    (no Redis read at all), else ``answer(ref)`` for the session it names (None: the
+    current one; ``ref`` None when there is no session yet)."""
     day = check_date(date)
     body = cache.cached(key, day)
     if body is not None:
@@ -59,10 +60,11 @@ async def dated(
 
 async def cached_or_built(
     redis: Redis, cache: ClosedSessionCache, key: tuple, date: str | None,
-    build: Callable[[Redis, str | None], Awaitable[object]],
+    build: Callable[[SessionRef | None], Awaitable[object]],
 ) -> bytes:
-    """``build(redis, session)`` encoded, kept without expiry when the session is closed."""
-    return await dated(redis, cache, key, date, lambda ref: cache.get(key, ref, lambda: build(redis, ref.date if ref else None)))
+    """``build(ref)`` encoded for the session ``?date=`` names (None: the current one),
+    kept without expiry once that session is closed."""
+    return await dated(redis, cache, key, date, lambda ref: cache.get(key, ref, lambda: build(ref)))
 
 
 async def _session(redis: Redis, date: str | None) -> str | None:
@@ -94,13 +96,16 @@ class MarketController(Controller):
     @get("/foreign", summary="Foreign investor flow: totals and top 5 net buyers / sellers",
          responses=errors(400), security=BEARER)
     async def foreign(self, redis: RedisDep, closed_cache: ClosedCacheDep, date: str | None = DateParam) -> ForeignSummary:
-        return json_response(await cached_or_built(redis, closed_cache, ("foreign",), date, foreign_summary))
+        async def build(ref: SessionRef | None) -> ForeignSummary:
+            return await foreign_summary(redis, ref.date if ref else None)
+
+        return json_response(await cached_or_built(redis, closed_cache, ("foreign",), date, build))
 
     @get("/indices", summary="Indices (VN30, VNINDEX, HNXIndex, ...) with breadth and intraday line",
          responses=errors(400), security=BEARER)
     async def indices(self, redis: RedisDep, closed_cache: ClosedCacheDep, date: str | None = DateParam) -> dict[str, IndexData]:
-        async def build(redis: Redis, session: str | None) -> dict[str, IndexData]:
-            return await read.read_indices(redis, session) if session else {}
+        async def build(ref: SessionRef | None) -> dict[str, IndexData]:
+            return await read.read_indices(redis, ref.date) if ref else {}
 
         return json_response(await cached_or_built(redis, closed_cache, ("indices",), date, build))
 
@@ -109,8 +114,8 @@ class MarketController(Controller):
     async def derivatives(
         self, redis: RedisDep, closed_cache: ClosedCacheDep, date: str | None = DateParam
     ) -> DerivativesData | None:
-        async def build(redis: Redis, session: str | None) -> DerivativesData | None:
-            return await read.read_derivatives(redis, session) if session else None
+        async def build(ref: SessionRef | None) -> DerivativesData | None:
+            return await read.read_derivatives(redis, ref.date) if ref else None
 
         return json_response(await cached_or_built(redis, closed_cache, ("derivatives",), date, build))
 
