@@ -15,9 +15,11 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
+from app.api.app import create_app
 from app.api.delivery import CLOSE_GRACE_S
 from app.api.origins import AllowedOrigins
 from app.api.transports import find_transport
+from app.config import Settings
 from tests.apiserver import ApiServer, until
 from tests.test_hostile_clients import Node, RawWs, fill_board_and_publish, frame, limit_available, seed_board
 
@@ -165,7 +167,9 @@ def test_allowed_origins_parse_and_match():
     assert not allowed.allows(scope("null"))  # a sandboxed frame or a file
     assert not allowed.allows(scope("https://board.example.com", "https://evil.net"))
     assert AllowedOrigins("").allows(scope("https://evil.net"))
-    assert AllowedOrigins.parse(LISTED) is AllowedOrigins.parse(LISTED)
+    # Parsed once, when the app is made, not once per handshake.
+    app = create_app(Settings(ws_allowed_origins=LISTED))
+    assert isinstance(app.state.origins, AllowedOrigins) and app.state.origins.origins == AllowedOrigins(LISTED).origins
 
 
 async def _first(server: ApiServer, route: str, origin: str | None, token: str | None = None):

@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 
 from app.api.addresses import TrustedProxies
 from app.api.auth import OPEN, Verifier, require_credential
+from app.api.origins import AllowedOrigins
 from app.api.failures import internal_error, log_unexpected
 from app.api.ratelimit import rate_limit
 from app.api.static_files import static_router
@@ -129,6 +130,7 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
             "limiter": IpLimiter(settings.ws_max_per_ip),  # WebSockets per client address
             "closed_cache": ClosedSessionCache(),
             "proxies": proxies,
+            "origins": AllowedOrigins(settings.ws_allowed_origins),  # of WebSocket handshakes
         }),
         dependencies=DEPENDENCIES,
         guards=[require_credential],

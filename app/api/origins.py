@@ -16,8 +16,6 @@ and the reason, as for a bad credential.
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 REASON = "origin not allowed"
 
 
@@ -31,12 +29,6 @@ class AllowedOrigins:
 
     def __init__(self, spec: str = "") -> None:
         self.origins = frozenset(_normal(item) for item in spec.split(",") if item.strip())
-
-    @classmethod
-    @lru_cache(maxsize=8)
-    def parse(cls, spec: str) -> "AllowedOrigins":
-        """From ``WS_ALLOWED_ORIGINS`` (parsed once per distinct value)."""
-        return cls(spec)
 
     def allows(self, scope: dict) -> bool:
         """True unless the handshake names an origin (any of its ``Origin`` headers)

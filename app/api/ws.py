@@ -15,7 +15,6 @@ from app.api.addresses import client_address
 from app.api.auth import admit_websocket
 from app.api.delivery import Pump, close_socket
 from app.api.hub import Client, Hub
-from app.api.origins import AllowedOrigins
 from app.api.transports import transport_of
 
 log = logging.getLogger("stock_tracker.ws")
@@ -60,11 +59,6 @@ def client_may_leave(socket: WebSocket) -> Iterator[None]:
             raise
 
 
-def allowed_origins(socket: WebSocket) -> AllowedOrigins:
-    """``WS_ALLOWED_ORIGINS`` of the app serving ``socket``."""
-    return AllowedOrigins.parse(socket.app.state.settings.ws_allowed_origins)
-
-
 @asynccontextmanager
 async def holding_slot(socket: WebSocket, channel: str) -> AsyncIterator[bool]:
     """One of the client address's slots while the block runs; False (and the socket
@@ -92,7 +86,7 @@ async def serve_channel(socket: WebSocket, channel: str) -> None:
     """Authenticate, admit, then push the channel until either side goes away."""
     state = socket.app.state
     with client_may_leave(socket):
-        if not await admit_websocket(socket, state.verifier, origins=allowed_origins(socket)):
+        if not await admit_websocket(socket, state.verifier, origins=state.origins):
             return
         async with holding_slot(socket, channel) as admitted:
             if admitted:

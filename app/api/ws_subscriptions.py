@@ -20,7 +20,7 @@ from app.api.feeds import STYLE, render
 from app.api.live import Live
 from app.api.auth import admit_websocket
 from app.store import UNAVAILABLE
-from app.api.ws import CLOSE_TOO_BIG, allowed_origins, client_may_leave, holding_slot, read_messages, too_big
+from app.api.ws import CLOSE_TOO_BIG, client_may_leave, holding_slot, read_messages, too_big
 
 log = logging.getLogger("stock_tracker.ws")
 RETRY_S, RETRY_MAX_S = 0.25, 2.0  # a subscription made while Redis is away tries again
@@ -192,7 +192,7 @@ async def ws_subscriptions(socket: WebSocket) -> None:
     # The client speaks first here: an auth message (when a credential is required, within
     # 5 s) or its first subscription, handed back to be handled like any other.
     with client_may_leave(socket):
-        admission = await admit_websocket(socket, verifier, client_speaks_first=True, origins=allowed_origins(socket))
+        admission = await admit_websocket(socket, verifier, client_speaks_first=True, origins=state.origins)
         if not admission:
             return
         async with holding_slot(socket, "ws") as admitted:
