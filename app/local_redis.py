@@ -39,6 +39,18 @@ def check_port(host: str, port: int, option: str = "--port") -> None:
             raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
+def stop_process(proc: subprocess.Popen | None, grace_s: float) -> None:
+    """Terminate ``proc`` (if it still runs) and wait; killed if it outlasts ``grace_s``."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 class private_redis_server:
     """A throw-away ``redis-server`` on a free port with its files in a temp dir."""
 
@@ -88,13 +100,7 @@ class private_redis_server:
         raise RuntimeError("redis-server did not answer within 10 s")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 5)
 
     def cleanup(self) -> None:
         self.stop()

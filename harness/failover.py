@@ -24,7 +24,7 @@ import websockets
 
 from app import keys as K
 from app.ingest.writer import StreamWriter
-from app.local_redis import free_port
+from app.local_redis import free_port, stop_process
 from app.store import connect
 from harness.redis_cluster import private_redis_cluster
 
@@ -79,13 +79,7 @@ class Process:
         )
 
     def stop(self) -> str:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 10)
         return self.proc.stderr.read().decode(errors="replace")
 
 

@@ -20,6 +20,8 @@ import time
 from redis import Redis as SyncRedis
 from redis.exceptions import RedisError
 
+from app.local_redis import stop_process
+
 SLOTS = 16384
 BUS_OFFSET = 10000  # each node also listens on port + 10000 (the cluster bus)
 
@@ -83,13 +85,7 @@ class ClusterNode:
             self.proc.wait()
 
     def stop(self) -> None:
-        if self.alive():
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 5)
 
 
 class private_redis_cluster:

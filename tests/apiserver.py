@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from app.local_redis import free_port
+from app.local_redis import free_port, stop_process
 
 
 class ApiServer:
@@ -74,13 +74,7 @@ class ApiServer:
         raise RuntimeError("API server did not come up")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 10)
 
     def __enter__(self) -> "ApiServer":
         return self.start()

@@ -19,7 +19,7 @@ import pytest
 import redis as redis_sync
 
 from app.cli import build_parser
-from app.local_redis import free_port, private_redis_server
+from app.local_redis import free_port, private_redis_server, stop_process
 from app.store import redis_from_url
 from tests import factory as F
 from tests.apiserver import ApiServer
@@ -250,12 +250,7 @@ class FakeSsi:
         raise RuntimeError("fake-ssi did not come up")
 
     def __exit__(self, *exc) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, 15)
 
 
 def test_refused_credentials_and_a_busy_port_are_one_line(tmp_path):
