@@ -126,8 +126,10 @@ async def run_failover(
                 await asyncio.sleep(interval_s)
             result.retries = writer.retries
             await _until(lambda: _folded(redis, result, frames), 60)
-            result.snapshot = (await _get(f"http://127.0.0.1:{port}/api/market/snapshot")).json()
-            await _until(lambda: _shows(result), 30)
+            # The node's answer is read again on each look: a notice of the last write can
+            # reach the node just after a first read, and the client's next push then
+            # differs from that earlier answer, not from what the node serves.
+            await _until(lambda: _shows(result, f"http://127.0.0.1:{port}/api/market/snapshot"), 30)
             result.clients_full_s = result.clients_full_s - killed_at if result.clients_full_s else 0.0
             watcher.cancel()
             poller.cancel()
@@ -188,7 +190,9 @@ async def _folded(redis, result: Failover, frames: int) -> bool:
     return result.folded >= frames
 
 
-async def _shows(result: Failover) -> bool:
+async def _shows(result: Failover, snapshot_url: str) -> bool:
+    """Whether the client's last full state is the snapshot the node now serves."""
+    result.snapshot = (await _get(snapshot_url)).json()
     return result.final_state == result.snapshot
 
 
