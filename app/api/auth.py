@@ -171,12 +171,16 @@ class Admission:
 
 async def admit_websocket(
     socket: WebSocket, verifier: Verifier, *, timeout: float = AUTH_TIMEOUT_S, client_speaks_first: bool = False,
-    origins: AllowedOrigins | None = None,
+    origins: AllowedOrigins | None = None, refusal: str | None = None,
 ) -> Admission:
-    """Accept ``socket`` and check its origin and credential (see the module docstring)."""
+    """Accept ``socket`` and check its origin and credential (see the module docstring);
+    ``refusal``, the reason a request the route cannot serve is closed 1008 with, once
+    the origin is allowed."""
     await socket.accept()
     if origins is not None and not origins.allows(socket.scope):
         return await _refuse(socket, ORIGIN_REFUSED)
+    if refusal is not None:
+        return await _refuse(socket, refusal)
     query = socket.query_params.get("token")
     if query is not None:
         if verifier.verify(query) or not verifier.required:

@@ -3,7 +3,8 @@
 A topic is what every client asking for the same data shares. A feed's flush (once per
 throttle interval, see app.api.live) reads the changed entities once, then for each topic
 that wants some of them encodes the update once and offers the same text to every
-subscriber. Snapshots are read under the flush lock, so no update older than a snapshot
+subscriber (as one ws_protocol.Data: deflate clients share its compressed form too).
+Snapshots are read under the flush lock, so no update older than a snapshot
 can follow it.
 """
 
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 from app import keys as K
 from app.api.entities import EntityCache
 from app.api.trade_history import TradeHistory
-from app.api.ws_protocol import Topic
+from app.api.ws_protocol import SNAPSHOT_LEVEL, Data, Topic
 from app.contracts import Notice
 from app.projections.hashes import comma_list
 
@@ -78,7 +79,7 @@ class Feed:
                 raise
             if not self.topics:
                 self._idle()
-            sub.set_snapshot(data, live.session_text)
+            sub.set_snapshot(Data(data, SNAPSHOT_LEVEL), live.session_text)
             self.topics[topic] = state
             state.subs.add(sub)
 
@@ -115,7 +116,7 @@ class Feed:
         """Every subscriber a fresh snapshot (the session changed, or notices were lost)."""
         async with self.lock:
             for state in list(self.topics.values()):
-                data = await self._data(state)
+                data = Data(await self._data(state), SNAPSHOT_LEVEL)  # one for every subscriber
                 for sub in state.subs:
                     sub.set_snapshot(data, self.live.session_text)
 
@@ -126,7 +127,7 @@ class Feed:
         async with self.lock:
             for state, pieces in await self._changes():
                 if pieces and state.subs:
-                    data = render(STYLE[state.topic.channel], pieces)
+                    data = Data(render(STYLE[state.topic.channel], pieces))  # compressed once
                     live.pushes += 1
                     for sub in state.subs:
                         sub.offer(pieces, data, live.session_text)

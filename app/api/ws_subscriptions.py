@@ -36,19 +36,19 @@ class Sub:
         self.head = P.encode_key(topic.channel, key)
         self.style = STYLE[topic.channel]
         self.seq = 0
-        self.snapshot: str | None = None
+        self.snapshot: P.Data | None = None
         self.pending: dict | None = None
-        self.data: str | None = None  # pending rendered, while it is one update as offered
+        self.data: P.Data | None = None  # pending rendered, while it is one update as offered
         self.session = "null"
         self.live = True
 
-    def set_snapshot(self, data: str, session: str) -> None:
+    def set_snapshot(self, data: P.Data, session: str) -> None:
         """A snapshot replaces whatever was waiting; updates after it continue from it."""
         self.snapshot, self.session = data, session
         self.pending = self.data = None
         self.conn.wake(self)
 
-    def offer(self, pieces: dict, data: str, session: str) -> None:
+    def offer(self, pieces: dict, data: P.Data, session: str) -> None:
         if self.pending is None:
             self.pending, self.data = pieces, data
         else:
@@ -59,21 +59,27 @@ class Sub:
 
     def preview(self) -> str:
         """The data the waiting update would carry (for tests and debugging)."""
-        return self.data if self.data is not None else render(self.style, self.pending or {})
+        return self.data.text if self.data is not None else render(self.style, self.pending or {})
 
-    def take(self) -> list[str]:
+    def take(self) -> list[str | bytes]:
         """The messages due now: a snapshot and/or one (merged) update."""
         out = []
         if self.snapshot is not None:
             self.seq = 0
-            out.append(P.message(self.head, "snapshot", 0, self.session, self.snapshot))
+            out.append(self._message("snapshot", self.snapshot))
             self.snapshot = None
         if self.pending is not None:
-            data = self.data if self.data is not None else render(self.style, self.pending)
+            # An update merged for this client alone is rendered (and compressed) for it.
+            data = self.data if self.data is not None else P.Data(render(self.style, self.pending))
             self.pending = self.data = None
             self.seq += 1
-            out.append(P.message(self.head, "update", self.seq, self.session, data))
+            out.append(self._message("update", data))
         return out
+
+    def _message(self, kind: str, data: P.Data) -> str | bytes:
+        if self.conn.deflate:
+            return P.deflated_message(self.head, kind, self.seq, self.session, data)
+        return P.message(self.head, kind, self.seq, self.session, data.text)
 
 
 class Connection(Writer):
@@ -81,8 +87,9 @@ class Connection(Writer):
 
     control_limit = 64
 
-    def __init__(self, send: Send, close: Close) -> None:
+    def __init__(self, send: Send, close: Close, deflate: bool = False) -> None:
         super().__init__(send, close)
+        self.deflate = deflate  # ?compression=deflate: data messages as binary raw deflate
         self.subs: dict[P.Topic, Sub] = {}
         self._due: dict[Sub, None] = {}  # subscriptions with something to send, in order
 
@@ -90,7 +97,7 @@ class Connection(Writer):
         self._due[sub] = None
         self._ready.set()
 
-    def _take(self) -> list[str] | None:
+    def _take(self) -> list[str | bytes] | None:
         due = self._due
         if not due:
             return None
@@ -191,21 +198,30 @@ async def ws_subscriptions(socket: WebSocket) -> None:
     settings, hub, live, verifier = state.settings, state.hub, state.live, state.verifier
     # The client speaks first here: an auth message (when a credential is required, within
     # 5 s) or its first subscription, handed back to be handled like any other.
+    # A compression the node does not offer is refused (1008 with the reason) before the
+    # credential is looked at: the client would misread every message.
+    try:
+        deflate, refusal = P.compression(socket.query_params.get("compression")) == "deflate", None
+    except P.ProtocolError as exc:
+        deflate, refusal = False, exc.message
     with client_may_leave(socket):
-        admission = await admit_websocket(socket, verifier, client_speaks_first=True, origins=state.origins)
+        admission = await admit_websocket(
+            socket, verifier, client_speaks_first=True, origins=state.origins, refusal=refusal
+        )
         if not admission:
             return
         async with holding_slot(socket, "ws") as admitted:
             if admitted:
                 by_message = verifier.required and socket.query_params.get("token") is None
-                await _serve(socket, hub, live, settings, verifier, by_message, admission.pending)
+                await _serve(socket, hub, live, settings, verifier, by_message, admission.pending, deflate)
 
 
 async def _serve(
-    socket: WebSocket, hub, live: Live, settings, verifier, by_message: bool, first: str | bytes | None
+    socket: WebSocket, hub, live: Live, settings, verifier, by_message: bool, first: str | bytes | None,
+    deflate: bool,
 ) -> None:
     pump = Pump(socket)
-    conn = Connection(pump.send, pump.close)
+    conn = Connection(pump.send, pump.close, deflate)
     session = Session(conn, live, settings, verifier)
     if by_message:
         conn.offer_control(P.reply("authenticated"))
