@@ -4,6 +4,7 @@
     python examples/ws_client.py --url ws://127.0.0.1:8000/ws VNM FPT HPG
     python examples/ws_client.py --symbols VN30 --trades VNM
     WS_TOKEN=... python examples/ws_client.py '*'
+    python examples/ws_client.py --deflate '*'    # snapshots and updates deflated (docs/ws.md)
 
 It shows the whole protocol a dashboard needs (docs/ws.md): the auth message, a
 subscription per channel, snapshot then updates merged into local state, seq checked per
@@ -18,6 +19,7 @@ import asyncio
 import json
 import os
 import random
+import zlib
 
 import websockets
 
@@ -67,6 +69,16 @@ def describe(msg: dict) -> str:
     return f"{msg['channel']} {msg['type']} #{msg['seq']}"
 
 
+def decode(raw: str | bytes) -> dict | None:
+    """A message as JSON; None for the heartbeat. With ?compression=deflate snapshots and
+    updates come binary, each one whole raw DEFLATE stream; control messages stay text."""
+    if isinstance(raw, str):
+        return json.loads(raw)
+    if raw == b"ping":  # the heartbeat (a deflated message starts with the byte 0)
+        return None
+    return json.loads(zlib.decompress(raw, -15))
+
+
 async def run(url: str, symbols: list[str] | str, trades: list[str], token: str | None) -> None:
     subscriptions = [{"channel": "board", "symbols": symbols}]
     subscriptions += [{"channel": "trades", "symbol": s, "limit": 20} for s in trades]
@@ -80,9 +92,9 @@ async def run(url: str, symbols: list[str] | str, trades: list[str], token: str 
                     await ws.send(json.dumps({"op": "subscribe", **sub}))
                 mirror = Mirror()
                 async for raw in ws:
-                    if isinstance(raw, bytes):
-                        continue  # the heartbeat
-                    msg = json.loads(raw)
+                    msg = decode(raw)
+                    if msg is None:
+                        continue
                     kind = msg.get("type")
                     if kind in ("snapshot", "update"):
                         attempt = 0
@@ -97,7 +109,7 @@ async def run(url: str, symbols: list[str] | str, trades: list[str], token: str 
         except websockets.ConnectionClosed as exc:
             code = exc.rcvd.code if exc.rcvd else None
             if code == 1008:
-                raise SystemExit("ws_client: the node refused the token (1008)") from None
+                raise SystemExit(f"ws_client: the node refused the connection (1008: {exc.rcvd.reason})") from None
             print(f"closed ({code}); reconnecting", flush=True)
         except OSError as exc:
             print(f"cannot connect ({exc}); retrying", flush=True)
@@ -111,10 +123,12 @@ def main() -> None:
     parser.add_argument("--symbols", dest="group", help="VN30, HOSE, HNX, UPCOM, DER or *")
     parser.add_argument("--trades", nargs="*", default=[], help="symbols whose trades to follow")
     parser.add_argument("--url", default="ws://127.0.0.1:8000/ws")
+    parser.add_argument("--deflate", action="store_true", help="ask for compressed snapshots and updates")
     args = parser.parse_args()
+    url = args.url + ("&" if "?" in args.url else "?") + "compression=deflate" if args.deflate else args.url
     symbols: list[str] | str = args.group or (args.symbols if args.symbols and args.symbols != ["*"] else "*" if args.symbols else "VN30")
     try:
-        asyncio.run(run(args.url, symbols, args.trades, os.environ.get("WS_TOKEN")))
+        asyncio.run(run(url, symbols, args.trades, os.environ.get("WS_TOKEN")))
     except KeyboardInterrupt:
         pass
 
