@@ -12,8 +12,9 @@ Each figure is printed beside a baseline measured in the same run:
 - REST: GET /api/market/snapshot requests/s and p99 at 64 concurrent keep-alive
   connections after a ~50k-frame session was projected; baseline: GET /healthz, same load;
 - /ws subscriptions (bench/ws_subs.py), on a full-market session (1,600 symbols) of their
-  own: probe latency of 2,000 clients on 30-symbol boards, 200 on `*` (and their bytes
-  beside /ws/market's in the same phase), 1,000 on candles or trades of random symbols,
+  own: probe latency of 2,000 clients on 30-symbol boards, 200 on `*` with
+  ?compression=deflate (and their bytes on the wire beside /ws/market's and 5 plain `*`
+  clients' in the same phase), 1,000 on candles or trades of random symbols,
   and the node's CPU while clients only follow symbols that never change (baseline: the
   same load with no clients).
 

@@ -49,9 +49,18 @@ class RawWebSocket(asyncio.Protocol):
 
     With ``deflate`` it offers permessage-deflate without context takeover, so each
     compressed message inflates on its own; without, the node sends its text as is.
+
+    With ``compression`` (``"deflate"``) it asks /ws for ``?compression=deflate``: each
+    snapshot and update then comes as a binary message that is one whole raw DEFLATE
+    stream (docs/ws.md), inflated here with a decompressor of its own. Either way
+    ``wire`` is the size of the last data message as it came on the wire (compressed).
     """
 
-    def __init__(self, port: int, path: str, deflate: bool = False) -> None:
+    def __init__(self, port: int, path: str, deflate: bool = False, compression: str | None = None) -> None:
+        if compression is not None:
+            path += ("&" if "?" in path else "?") + "compression=" + compression
+        self.inflate_binary = compression == "deflate"
+        self.wire = 0
         self.request = (
             f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
@@ -114,8 +123,13 @@ class RawWebSocket(asyncio.Protocol):
             pos = stop
             opcode = b0 & 0x0F
             if opcode in (0, 1, 2):
+                self.wire = length
                 if b0 & 0x40:  # RSV1: a compressed message
                     plain = zlib.decompressobj(-15).decompress(bytes(buf[start:stop]) + b"\x00\x00\xff\xff")
+                    self.message(bytearray(plain), 0, len(plain), now)
+                elif opcode == 2 and self.inflate_binary and length and buf[start] == 0:
+                    # ?compression=deflate: a data message (the heartbeat is b"ping").
+                    plain = zlib.decompressobj(-15).decompress(bytes(buf[start:stop]))
                     self.message(bytearray(plain), 0, len(plain), now)
                 else:
                     self.message(buf, start, stop, now)

@@ -3,7 +3,9 @@
 Each holds up to a few hundred sockets of one mode: bench/rawws.py's raw RFC 6455 client,
 as the /ws/market bench's clients are, counting bytes and looking only for the probes, so a
 client costs little beside the node. Probes are trades of symbols of their own
-whose figures carry a sequence number (see bench/ws_subs.py).
+whose figures carry a sequence number (see bench/ws_subs.py). ``star_deflate`` clients
+ask for ``?compression=deflate``: bytes are counted as they came (compressed), probes
+looked for in the inflated text.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ BOARD_MARK = b'"' + BOARD_PROBE.encode() + b'":{'
 class SubClient(RawWebSocket):
     """One /ws (or /ws/market) socket: subscribes, counts bytes, records probe values."""
 
-    def __init__(self, port: int, path: str, subscribe: list[dict], probe: str) -> None:
-        super().__init__(port, path)
+    def __init__(self, port: int, path: str, subscribe: list[dict], probe: str, compression: str | None = None) -> None:
+        super().__init__(port, path, compression=compression)
         self.subscribe = subscribe
         self.probe = probe  # board | history | none
         self.seen = -1
@@ -39,7 +41,7 @@ class SubClient(RawWebSocket):
             self.send(1, json.dumps({"op": "subscribe", **sub}).encode())
 
     def message(self, buf: bytearray, start: int, stop: int, now: float) -> None:
-        self.bytes += stop - start
+        self.bytes += self.wire  # as it came: compressed, with ?compression=deflate
         self.messages += 1
         value = -1
         if self.probe == "board":
@@ -79,27 +81,29 @@ def _number_after(buf: bytearray, mark: bytes, at: int, stop: int) -> int:
         return -1
 
 
-def plan(mode: str, n: int, seed: int, names: list[str]) -> list[tuple[str, list[dict], str, str]]:
-    """Per client: path, subscriptions, probe kind, and the probed symbol (history)."""
+def plan(mode: str, n: int, seed: int, names: list[str]) -> list[tuple[str, list[dict], str, str, str | None]]:
+    """Per client: path, subscriptions, probe kind, the probed symbol (history), and the
+    compression it asks for."""
     rng = random.Random(seed)
     out = []
     for _ in range(n):
         if mode == "board30":
             symbols = rng.sample(names, 29) + [BOARD_PROBE]
-            out.append(("/ws", [{"channel": "board", "symbols": symbols}], "board", ""))
-        elif mode == "star":
-            out.append(("/ws", [{"channel": "board", "symbols": "*"}], "board", ""))
+            out.append(("/ws", [{"channel": "board", "symbols": symbols}], "board", "", None))
+        elif mode in ("star", "star_deflate"):
+            compression = "deflate" if mode == "star_deflate" else None
+            out.append(("/ws", [{"channel": "board", "symbols": "*"}], "board", "", compression))
         elif mode == "market":
-            out.append(("/ws/market", [], "none", ""))
+            out.append(("/ws/market", [], "none", "", None))
         elif mode == "history":
             symbol = rng.choice(HISTORY_PROBES)
             sub = rng.choice([
                 {"channel": "candles", "symbol": symbol, "interval": "1m"},
                 {"channel": "trades", "symbol": symbol, "limit": 20},
             ])
-            out.append(("/ws", [sub], "history", symbol))
+            out.append(("/ws", [sub], "history", symbol, None))
         elif mode == "quiet":  # symbols that never trade: nothing subscribed changes
-            out.append(("/ws", [{"channel": "board", "symbols": ["QUIET1", "QUIET2"]}, {"channel": "trades", "symbol": "QUIET1"}], "none", ""))
+            out.append(("/ws", [{"channel": "board", "symbols": ["QUIET1", "QUIET2"]}, {"channel": "trades", "symbol": "QUIET1"}], "none", "", None))
         else:
             raise ValueError(mode)
     return out
@@ -114,9 +118,9 @@ async def client_main(port: int, n: int, mode: str, seed: int, names_file: str) 
     failures: dict[str, int] = {}
     gate = asyncio.Semaphore(16)
 
-    async def open_one(path: str, subs: list[dict], probe: str, symbol: str) -> None:
+    async def open_one(path: str, subs: list[dict], probe: str, symbol: str, compression: str | None) -> None:
         async with gate:
-            conn = SubClient(port, path, subs, probe)
+            conn = SubClient(port, path, subs, probe, compression)
             try:
                 await loop.create_connection(lambda: conn, HOST, port)
                 await asyncio.wait_for(conn.first, 60)

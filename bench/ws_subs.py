@@ -237,11 +237,15 @@ async def measure(children, redis, port: int, node_pid: int, *, throttle_ms: int
     for c in boards:
         await c.stop()
 
-    log(f"  /ws: {star_clients} clients on '*', beside 5 on /ws/market ...")
-    stars = await start_many(children, port, star_clients, "star", per_process)
+    # The '*' clients ask for ?compression=deflate (docs/ws.md); 5 plain ones beside them
+    # show what the same updates weigh as text.
+    log(f"  /ws: {star_clients} clients on '*' (deflate), beside 5 plain ones and 5 on /ws/market ...")
+    stars = await start_many(children, port, star_clients, "star_deflate", per_process)
+    plain = await start_many(children, port, 5, "star", per_process)
     market = await start_many(children, port, 5, "market", per_process)
-    results["star"] = await phase({"star": stars, "market": market}, feed, every, n_sim, seconds, settle, node_pid)
-    for c in (*stars, *market):
+    results["star"] = await phase({"star_deflate": stars, "star": plain, "market": market}, feed, every, n_sim,
+                                  seconds, settle, node_pid)
+    for c in (*stars, *plain, *market):
         await c.stop()
 
     log(f"  /ws: {history_clients} clients on candles or trades of random symbols ...")
@@ -272,18 +276,41 @@ def rows(r: dict, throttle: int) -> list[tuple[str, str, str, str, str, str]]:
 
     b, s, h = r["board30"]["board30"], r["star"]["star"], r["history"]["history"]
     market, builds = r["star"]["market"], r["builds"]
+    z = r["star"].get("star_deflate")  # runs before compression had only plain '*' clients
     share = s["bytes_per_client_s"] / max(1.0, market["bytes_per_client_s"])
     extra_cpu = r["quiet"]["node_cpu"] - r["idle"]["node_cpu"]
+    stars = []
+    if z is not None:
+        zshare = z["bytes_per_client_s"] / max(1.0, market["bytes_per_client_s"])
+        stars += [
+            (f"/ws p99, {z['clients']:,} clients on '*' (deflate)", ms(z["p99_ms"]) + note(z),
+             f"p50 {ms(z['p50_ms'])}; {s['clients']} plain beside them: p99 {ms(s['p99_ms'])}{load('star')}", "",
+             f"<= {throttle + 150} ms", within(z, throttle + 150)),
+            ("/ws '*' bytes per client (deflate)", f"{z['bytes_per_client_s'] / 1e3:,.1f} kB/s",
+             f"{market['bytes_per_client_s'] / 1e3:,.1f} kB/s (/ws/market, same phase)", f"{zshare:.3f}x",
+             "<= 0.10x", "yes" if zshare <= 0.10 else "**no**"),
+            (f"/ws '*' bytes per client (plain text, {s['clients']} clients)", f"{s['bytes_per_client_s'] / 1e3:,.1f} kB/s",
+             f"{market['bytes_per_client_s'] / 1e3:,.1f} kB/s (/ws/market, same phase)", f"{share:.3f}x",
+             "<= 0.10x", "yes" if share <= 0.10 else "**no**"),
+            ("/ws '*' update (deflate)", f"{z['rows_per_message']:,.1f} rows, {_per_row(z):,.0f} B a row on the wire",
+             f"{z['messages_per_client_s']:.2f} updates/s per client", "", "", ""),
+        ]
+    else:
+        stars += [
+            (f"/ws p99, {s['clients']:,} clients on '*'", ms(s["p99_ms"]) + note(s), f"p50 {ms(s['p50_ms'])}{load('star')}",
+             "", f"<= {throttle + 150} ms", within(s, throttle + 150)),
+            ("/ws '*' bytes per client", f"{s['bytes_per_client_s'] / 1e3:,.1f} kB/s",
+             f"{market['bytes_per_client_s'] / 1e3:,.1f} kB/s (/ws/market, same phase)", f"{share:.3f}x",
+             "<= 0.10x", "yes" if share <= 0.10 else "**no**"),
+        ]
+    if "rows_per_message" in s:
+        stars.append(("/ws '*' update" + (" (plain text)" if z is not None else ""),
+                      f"{s['rows_per_message']:,.1f} rows of {_per_row(s):,.0f} B",
+                      f"{s['messages_per_client_s']:.2f} updates/s per client", "", "", ""))
     return [
         (f"/ws p99, {b['clients']:,} clients on 30-symbol boards", ms(b["p99_ms"]) + note(b),
          f"p50 {ms(b['p50_ms'])}{load('board30')}", "", f"<= {throttle + 100} ms", within(b, throttle + 100)),
-        (f"/ws p99, {s['clients']:,} clients on '*'", ms(s["p99_ms"]) + note(s), f"p50 {ms(s['p50_ms'])}{load('star')}", "",
-         f"<= {throttle + 150} ms", within(s, throttle + 150)),
-        ("/ws '*' bytes per client", f"{s['bytes_per_client_s'] / 1e3:,.1f} kB/s",
-         f"{market['bytes_per_client_s'] / 1e3:,.1f} kB/s (/ws/market, same phase)", f"{share:.3f}x",
-         "<= 0.10x", "yes" if share <= 0.10 else "**no**"),
-        *([("/ws '*' update", f"{s['rows_per_message']:,.1f} rows of {_per_row(s):,.0f} B",
-            f"{s['messages_per_client_s']:.2f} updates/s per client", "", "", "")] if "rows_per_message" in s else []),
+        *stars,
         (f"/ws p99, {h['clients']:,} clients on candles or trades", ms(h["p99_ms"]) + note(h),
          f"p50 {ms(h['p50_ms'])}{load('history')}", "", f"<= {throttle + 100} ms", within(h, throttle + 100)),
         ("node CPU, clients on unchanged symbols only", f"{r['quiet']['node_cpu']:.3f} cores",
@@ -296,7 +323,7 @@ def rows(r: dict, throttle: int) -> list[tuple[str, str, str, str, str, str]]:
         ("live board build (GET /api/market/board), full market",
          f"{builds['board_ms']:.1f} ms", f"{builds['board_seed_ms']:.1f} ms (read and encode all)",
          f"{builds['board_ms'] / builds['board_seed_ms']:.2f}x", "", ""),
-        ("node CPU, 30-symbol boards / '*' / candles+trades",
+        ("node CPU, 30-symbol boards / '*' / candles+trades" + (" ('*' with deflate)" if z is not None else ""),
          f"{r['board30']['node_cpu']:.2f} / {r['star']['node_cpu']:.2f} / {r['history']['node_cpu']:.2f} cores",
          f"client processes {clients('board30')} / {clients('star')} / {clients('history')} cores", "", "", ""),
     ]
