@@ -14,7 +14,7 @@ from app.sessions import is_registered, session_dates
 from app.store import as_str, hgetall_many, scan_slot
 from app.projections import codec, kinds
 from app.projections.history import TAPE_LENGTH
-from app.projections.session import SessionState, finish_batch, new_session
+from app.projections.session import SessionState, clear_changes, finish_batch, new_session
 from app.projections.stream import Refused, entry_of, fold_entries
 
 CHUNK = 10_000
@@ -47,7 +47,7 @@ async def fold_stream(
             progress.advance(len(entries))
     state.meta.checkpoint = last_id
     finish_batch(state)
-    state.dirty.clear()
+    clear_changes(state)
     return state, dead
 
 

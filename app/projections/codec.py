@@ -230,7 +230,7 @@ def _series_changes(state: SessionState, keys: SessionKeys, kind: Kind, names: l
             continue
         fields, gone = changed(value)
         if fields:
-            hset.append((prefix + name, [x for item in fields.items() for x in item]))
+            hset.append((prefix + name, fields))
         if gone:
             hdel.append((prefix + name, gone))
 

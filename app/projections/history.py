@@ -14,6 +14,7 @@ from collections import deque
 import msgspec
 
 from app.projections import money
+from app.projections.trades import BUY as BUY_SIDE, SELL as SELL_SIDE
 from app.schemas import Money
 
 TAPE_LENGTH = 1000
@@ -37,7 +38,11 @@ class Tape(msgspec.Struct):
     """The newest ``TAPE_LENGTH`` counted trades of a symbol, by trade number."""
 
     trades: deque = msgspec.field(default_factory=deque)  # (number, [time, price, volume, side, ssi_side])
-    changed: set[int] = msgspec.field(default_factory=set)  # numbers added or dropped
+    # Since the last write: how many trades were added (the newest ones, at the end), and
+    # the numbers dropped off the front. A count, not a set of numbers: it costs a trade
+    # one addition.
+    added: int = 0
+    dropped: list[int] = msgspec.field(default_factory=list)
 
 
 def minute_of(t: int) -> int:
@@ -51,20 +56,23 @@ def add_trade_bar(series: Series, t: int, price: float, volume: int, value: Mone
     minute = t - t % 60
     bar = series.points.get(minute)
     if bar is None:
-        bar = series.points[minute] = [price, price, price, price, 0, 0, 0, 0, 0]
+        series.points[minute] = [
+            price, price, price, price, volume, value,
+            *((volume, 0, 0) if side == BUY_SIDE else (0, volume, 0) if side == SELL_SIDE else (0, 0, volume)),
+        ]
     else:
         if price > bar[HIGH]:
             bar[HIGH] = price
         elif price < bar[LOW]:
             bar[LOW] = price
         bar[CLOSE] = price
-    bar[VOLUME] += volume
-    total = bar[VALUE]
-    if type(total) is int and type(value) is int:
-        bar[VALUE] = total + value
-    else:
-        bar[VALUE] = money.served(money.as_tenths(total) + money.as_tenths(value), True)
-    bar[BUY if side == "mua_chu_dong" else SELL if side == "ban_chu_dong" else NEUTRAL] += volume
+        bar[VOLUME] += volume
+        total = bar[VALUE]
+        if type(total) is int and type(value) is int:
+            bar[VALUE] = total + value
+        else:
+            bar[VALUE] = money.served(money.as_tenths(total) + money.as_tenths(value), True)
+        bar[BUY if side == BUY_SIDE else SELL if side == SELL_SIDE else NEUTRAL] += volume
     series.changed.add(minute)
 
 
@@ -98,7 +106,8 @@ def add_index_bar(series: Series, t: int, value: float, total_volume: int) -> No
 
 def set_point(series: Series, t: int, value) -> None:
     """The minute's value as it stands after this frame (the basis line)."""
-    minute = minute_of(t)
-    if series.points.get(minute) != [value]:
+    minute = t - t % 60
+    point = series.points.get(minute)
+    if point is None or point[0] != value:
         series.points[minute] = [value]
         series.changed.add(minute)

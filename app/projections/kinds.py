@@ -24,8 +24,8 @@ from app.projections.session import SessionMeta
 
 Encode = Callable[[Any], dict[str, Hash]]
 Decode = Callable[[dict[str, Hash]], Any]
-# A series kind's changed fields: value -> (fields to set, fields to delete).
-Changed = Callable[[Any], tuple[Hash, list[str]]]
+# A series kind's changed fields: value -> ([field, text, ...] to set, fields to delete).
+Changed = Callable[[Any], tuple[list[str], list[str]]]
 
 
 @dataclass(frozen=True)
@@ -161,11 +161,11 @@ def _series(segment: str) -> tuple[Encode, Decode, Changed]:
         points = {parse_hms(as_str(k) + ":00"): [_number(x) for x in as_str(v).split(",")] for k, v in raw.items()}
         return history.Series(points=dict(sorted(points.items())))
 
-    def changed(series: history.Series) -> tuple[Hash, list[str]]:
+    def changed(series: history.Series) -> tuple[list[str], list[str]]:
         points = series.points
         changed = sorted(series.changed)
-        out = {_minute_field(t): _row(points[t]) for t in changed if t in points}
-        gone = [_minute_field(t) for t in changed if t not in points] if len(out) < len(changed) else []
+        out = [x for t in changed if t in points for x in (_minute_field(t), _row(points[t]))]
+        gone = [_minute_field(t) for t in changed if t not in points] if len(out) < 2 * len(changed) else []
         series.changed.clear()
         return out, gone
 
@@ -200,14 +200,14 @@ def _decode_tape(hashes: dict[str, Hash]) -> history.Tape:
     return history.Tape(trades=deque(sorted(entries, key=lambda e: e[0])))
 
 
-def _tape_changed(tape: history.Tape) -> tuple[Hash, list[str]]:
-    # Changed numbers still on the tape are the newest ones, at its end: no walk of it all.
-    first = tape.trades[0][0] if tape.trades else 0
-    added = sum(1 for n in tape.changed if n >= first)
+def _tape_changed(tape: history.Tape) -> tuple[list[str], list[str]]:
+    # The added trades are the newest ones, at its end: no walk of it all. A number both
+    # added and dropped since the last write is deleted though never written (a no-op).
     entry = _tape_entry
-    out = {str(n): entry(e) for n, e in islice(reversed(tape.trades), added)}
-    gone = [str(n) for n in tape.changed if n < first]
-    tape.changed.clear()
+    out = [x for n, e in islice(reversed(tape.trades), tape.added) for x in (str(n), entry(e))]
+    gone = [str(n) for n in tape.dropped]
+    tape.added = 0
+    tape.dropped.clear()
     return out, gone
 
 

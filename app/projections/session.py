@@ -148,6 +148,18 @@ def finish_batch(state: SessionState) -> None:
         state.dirty.add(("foreign_summary", ""))
 
 
+def clear_changes(state: SessionState) -> None:
+    """Forget what changed since the last write, as a write does (the state is then
+    what Redis holds): the dirty set and each series' own changes."""
+    state.dirty.clear()
+    for series in (*state.candles.values(), *state.foreign_minutes.values(), *state.index_bars.values(),
+                   state.market_foreign, state.basis_line):
+        series.changed.clear()
+    for tape in state.tape.values():
+        tape.added = 0
+        tape.dropped.clear()
+
+
 _FUTURES: dict[str, bool] = {}
 
 
@@ -307,25 +319,29 @@ def _record_trade_history(
     state: SessionState, sym: str, t: int, price: float, volume: int, value,
     side: str, ssi_side: str | None, number: int,
 ) -> None:
+    # Once per counted trade, so marked dirty only by a series' first change since the
+    # last write (codec.diff clears those changes with the dirty set; clear_changes too).
     candles = state.candles.get(sym)
     if candles is None:
         candles = state.candles[sym] = history.Series()
+    if not candles.changed:
+        state.dirty.add(("candles", sym))
+    history.add_trade_bar(candles, t, price, volume, value, side)
     tape = state.tape.get(sym)
     if tape is None:
         tape = state.tape[sym] = history.Tape()
-    history.add_trade_bar(candles, t, price, volume, value, side)
-    # The tape, inline (once per trade): newest last, the oldest dropped past its length.
-    trades_, changed = tape.trades, tape.changed
+    if not tape.added:
+        state.dirty.add(("tape", sym))
+    # The tape, inline: newest last, the oldest dropped past its length, in runs (fewer
+    # deletes for Redis; readers take the newest).
+    trades_ = tape.trades
     trades_.append((number, [t, price, volume, side, ssi_side or ""]))
-    changed.add(number)
+    tape.added += 1
     length = state.tape_length
     if len(trades_) > length + length // 16:
-        # Dropped in runs, not one per trade: fewer deletes for Redis; readers take the newest.
+        dropped = tape.dropped
         while len(trades_) > length:
-            changed.add(trades_.popleft()[0])
-    dirty = state.dirty
-    dirty.add(("candles", sym))
-    dirty.add(("tape", sym))
+            dropped.append(trades_.popleft()[0])
 
 
 def _active_future(state: SessionState) -> str | None:
