@@ -97,8 +97,8 @@ def test_candles_keep_the_auction_prints_in_their_own_minutes_and_no_lunch_bars(
 def test_the_tape_keeps_the_newest_trades_only():
     frames = [F.trade("ACB", 22900 + i * 50, 100, 100 * (i + 1), time=f"10:00:{i:02d}") for i in range(6)]
     tape = folded(frames, tape_length=4).tape["ACB"]
-    assert [n for n, _ in tape.trades] == [3, 4, 5, 6]
-    assert tape.trades[-1][1] == [36005, 23150, 100, "neutral", "Unknow"]
+    assert [e[0] for e in tape.trades] == [3, 4, 5, 6]
+    assert tape.trades[-1] == (6, 36005, 23150, 100, "neutral", "Unknow")
 
 
 def test_foreign_minutes_sum_flow_deltas_and_re_seed_on_a_reset():

@@ -103,7 +103,7 @@ class TradeHistory:
         track.keep = keep
         track.count = int(replies[0] or 0)
         tape = TAPE.decode({"tape": replies[1]}).trades
-        track.trades.extend((n, self._trade(track, e)) for n, e in list(tape)[-keep:])
+        track.trades.extend((e[0], self._trade(track, e)) for e in list(tape)[-keep:])
         if old is not None:
             # What was handed out stays handed out: the next hand-out sends the rest
             # (the new tape holds them all, up to the counter read with it).
@@ -167,9 +167,9 @@ class TradeHistory:
             for n, raw in zip(range(first, count + 1), values):
                 if raw is None:
                     continue  # a trade without a time: it has no tape entry and no bar
-                entry = TAPE.decode({"tape": {str(n): raw}}).trades[0][1]
+                entry = TAPE.decode({"tape": {str(n): raw}}).trades[0]
                 track.trades.append((n, self._trade(track, entry)))
-                minutes.add(entry[0] - entry[0] % 60)
+                minutes.add(entry[1] - entry[1] % 60)
             while len(track.trades) > track.keep:
                 track.trades.popleft()
             track.count = count
@@ -200,8 +200,8 @@ class TradeHistory:
             track.bars.update(points)
             track.minutes.update(points)
 
-    def _trade(self, track: Track, entry: list) -> str:
-        t, price, volume, side, ssi_side = entry
+    def _trade(self, track: Track, entry: tuple) -> str:
+        _, t, price, volume, side, ssi_side = entry
         return _JSON.encode(TapeTrade(
             time=iso_time(self.date, t), price=money.price(price, track.futures), volume=volume,
             side=side, ssi_side=ssi_side,

@@ -37,7 +37,7 @@ class Series(msgspec.Struct):
 class Tape(msgspec.Struct):
     """The newest ``TAPE_LENGTH`` counted trades of a symbol, by trade number."""
 
-    trades: deque = msgspec.field(default_factory=deque)  # (number, [time, price, volume, side, ssi_side])
+    trades: deque = msgspec.field(default_factory=deque)  # (number, time, price, volume, side, ssi_side)
     # Since the last write: how many trades were added (the newest ones, at the end), and
     # the numbers dropped off the front. A count, not a set of numbers: it costs a trade
     # one addition.

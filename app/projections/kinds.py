@@ -180,8 +180,8 @@ def _row(values: list) -> str:
     return row
 
 
-def _tape_entry(entry: list) -> str:
-    t, price, volume, side, ssi_side = entry
+def _tape_entry(entry: tuple) -> str:
+    _, t, price, volume, side, ssi_side = entry
     return f"{_hms(t)},{price!r},{volume},{side},{ssi_side}"
 
 
@@ -189,14 +189,14 @@ _hms = functools.lru_cache(maxsize=8192)(hms)  # one tape entry per trade: the t
 
 
 def _encode_tape(tape: history.Tape) -> dict[str, Hash]:
-    return {"tape": {str(n): _tape_entry(e) for n, e in tape.trades}}
+    return {"tape": {str(e[0]): _tape_entry(e) for e in tape.trades}}
 
 
 def _decode_tape(hashes: dict[str, Hash]) -> history.Tape:
     entries = []
     for k, v in (hashes.get("tape") or {}).items():
         t, price, volume, side, ssi_side = as_str(v).split(",")
-        entries.append((int(as_str(k)), [parse_hms(t), _number(price), int(volume), side, ssi_side]))
+        entries.append((int(as_str(k)), parse_hms(t), _number(price), int(volume), side, ssi_side))
     return history.Tape(trades=deque(sorted(entries, key=lambda e: e[0])))
 
 
@@ -204,7 +204,7 @@ def _tape_changed(tape: history.Tape) -> tuple[list[str], list[str]]:
     # The added trades are the newest ones, at its end: no walk of it all. A number both
     # added and dropped since the last write is deleted though never written (a no-op).
     entry = _tape_entry
-    out = [x for n, e in islice(reversed(tape.trades), tape.added) for x in (str(n), entry(e))]
+    out = [x for e in islice(reversed(tape.trades), tape.added) for x in (str(e[0]), entry(e))]
     gone = [str(n) for n in tape.dropped]
     tape.added = 0
     tape.dropped.clear()

@@ -105,8 +105,8 @@ async def read_trades(redis: Redis, date: str, symbol: str, limit: int) -> list[
     futures = is_vn30_future(symbol)
     newest = list(tape.trades)[-limit:] if limit > 0 else []
     return [
-        TapeTrade(time=iso_time(date, e[0]), price=money.price(e[1], futures), volume=e[2], side=e[3], ssi_side=e[4])
-        for _, e in reversed(newest)
+        TapeTrade(time=iso_time(date, e[1]), price=money.price(e[2], futures), volume=e[3], side=e[4], ssi_side=e[5])
+        for e in reversed(newest)
     ]
 
 

@@ -335,7 +335,7 @@ def _record_trade_history(
     # The tape, inline: newest last, the oldest dropped past its length, in runs (fewer
     # deletes for Redis; readers take the newest).
     trades_ = tape.trades
-    trades_.append((number, [t, price, volume, side, ssi_side or ""]))
+    trades_.append((number, t, price, volume, side, ssi_side or ""))
     tape.added += 1
     length = state.tape_length
     if len(trades_) > length + length // 16:
