@@ -26,10 +26,14 @@ SLOTS = 16384
 BUS_OFFSET = 10000  # each node also listens on port + 10000 (the cluster bus)
 
 
-def free_cluster_port() -> int:
-    """A loopback port free for a node and for its bus port (both below 65536)."""
+def free_cluster_port(taken: set[int] = frozenset()) -> int:
+    """A loopback port free for a node and for its bus port (both below 65536), clashing
+    with none of ``taken`` (the ports and bus ports of nodes picked but not started yet:
+    nothing listens on them, so a second pick could land on one)."""
     for _ in range(200):
         port = random.randint(20000, 50000)
+        if port in taken or port + BUS_OFFSET in taken:
+            continue
         if _free(port) and _free(port + BUS_OFFSET):
             return port
     raise RuntimeError("no free port pair for a cluster node")
@@ -47,9 +51,9 @@ def _free(port: int) -> bool:
 class ClusterNode:
     """One redis-server of the cluster."""
 
-    def __init__(self, binary: str, root: str, node_timeout_ms: int) -> None:
+    def __init__(self, binary: str, root: str, node_timeout_ms: int, taken: set[int] = frozenset()) -> None:
         self.binary = binary
-        self.port = free_cluster_port()
+        self.port = free_cluster_port(taken)
         self.dir = os.path.join(root, str(self.port))
         os.makedirs(self.dir)
         self.node_timeout_ms = node_timeout_ms
@@ -96,7 +100,12 @@ class private_redis_cluster:
         self.node_timeout_ms = node_timeout_ms
         self.root = tempfile.mkdtemp(prefix="stock-tracker-cluster-")
         self.masters_n, self.replicas_n = masters, replicas
-        self.nodes = [ClusterNode(binary, self.root, node_timeout_ms) for _ in range(masters * (1 + replicas))]
+        self.nodes: list[ClusterNode] = []
+        taken: set[int] = set()
+        for _ in range(masters * (1 + replicas)):
+            node = ClusterNode(binary, self.root, node_timeout_ms, taken)
+            taken |= {node.port, node.port + BUS_OFFSET}
+            self.nodes.append(node)
 
     @property
     def url(self) -> str:

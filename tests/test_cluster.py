@@ -58,3 +58,16 @@ async def test_a_slot_client_reaches_only_its_slot_and_recovers_from_moved(redis
         assert pinned.node_name == f"127.0.0.1:{redis_cluster.master_of(mine.frames).port}"
     finally:
         await redis.aclose()
+
+
+def test_the_nodes_of_one_cluster_never_share_a_port(monkeypatch):
+    """Ports are picked before any node listens: a repeated pick must be refused, not
+    start two nodes on one port (it once failed every cluster test of a CI run)."""
+    from harness import redis_cluster
+
+    picks = iter([30001, 30001, 40001, 30002, 20002, 30003])  # a repeat, then a bus-port clash
+    monkeypatch.setattr(redis_cluster.random, "randint", lambda a, b: next(picks))
+    taken = {30001, 30001 + redis_cluster.BUS_OFFSET}
+    assert redis_cluster.free_cluster_port(taken) == 30002
+    taken |= {30002, 30002 + redis_cluster.BUS_OFFSET}
+    assert redis_cluster.free_cluster_port(taken) == 30003
