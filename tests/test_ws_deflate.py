@@ -17,7 +17,9 @@ from websockets.exceptions import ConnectionClosed
 from app.api import ws_protocol as P
 from tests import factory as F
 from tests.apiserver import ApiServer
-from tests.test_ws_subscriptions import base_frames, live_node, project, rest, send
+from tests.test_ws_subscriptions import (
+    GatedSocket, base_frames, live_node, merged_updates_end_at_the_final_state, project, rest, send,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -219,57 +221,15 @@ async def test_two_nodes_send_the_same_deflated_text(redis, settings, redis_serv
             assert json.loads(update[0])["data"]["FPT"]["last_price"] == 118200
 
 
-async def test_a_slow_deflate_clients_merged_update_ends_at_the_final_state(redis, settings):
-    from app.api.auth import Verifier
-    from app.api.ws_subscriptions import Connection, Session
-    from app.projections.read_history import read_board
-    import msgspec
+class InflatingGatedSocket(GatedSocket):
+    """A stuck client of ?compression=deflate: it keeps each data message inflated."""
 
-    await project(redis, settings, base_frames())
-    hub, live = await live_node(redis)
-    gate, sent = asyncio.Event(), []
-
-    async def send_when_open(payload) -> None:
-        await gate.wait()
+    async def send(self, payload) -> None:
+        await self.gate.wait()
         if payload != b"ping":
             assert isinstance(payload, bytes), payload  # every data message binary
-            sent.append(json.loads(inflate(payload)))
+            self.sent.append(json.loads(inflate(payload)))
 
-    async def close(code: int, reason: str) -> None:
-        raise AssertionError(f"closed {code}")
 
-    conn = Connection(send_when_open, close, deflate=True)
-    writer = asyncio.create_task(hub.serve_ws(conn, 30.0))
-    try:
-        await Session(conn, live, settings, Verifier()).handle(json.dumps({"op": "subscribe", "channel": "board", "symbols": "*"}))
-        pushes = live.pushes
-        total = 1000
-        for i in range(12):
-            total += 100
-            await project(redis, settings, [
-                F.trade("ACB", 22950 + 50 * (i % 2), 100, total, time="09:40:00"),
-                F.quote("FPT", 118000 + 100 * i, 118100 + 100 * i, time="09:40:00"),
-            ])
-        final = json.loads(msgspec.json.encode(await read_board(redis, F.SESSION)))
-        sub = next(iter(conn.subs.values()))
-
-        async def merged() -> bool:
-            pending = json.loads(sub.preview()) if sub.pending else {}
-            return pending.get("ACB", {}).get("market_volume") == total and pending.get("FPT") == final["FPT"]
-
-        async with asyncio.timeout(10):
-            while not await merged():
-                await asyncio.sleep(0.01)
-        assert live.pushes - pushes >= 2  # several updates were offered while the client was stuck
-        gate.set()
-        async with asyncio.timeout(10):
-            while len(sent) < 2:
-                await asyncio.sleep(0.01)
-        snapshot, *updates = sent
-        assert snapshot["type"] == "snapshot" and [u["seq"] for u in updates] == [1]
-        state = snapshot["data"]
-        state.update(updates[0]["data"])
-        assert state == final
-    finally:
-        writer.cancel()
-        await hub.stop()
+async def test_a_slow_deflate_clients_merged_update_ends_at_the_final_state(redis, settings):
+    await merged_updates_end_at_the_final_state(redis, settings, InflatingGatedSocket(), deflate=True)

@@ -344,6 +344,12 @@ class GatedSocket:
 
 
 async def test_a_slow_clients_merged_updates_end_at_the_final_state(redis, settings):
+    await merged_updates_end_at_the_final_state(redis, settings, GatedSocket())
+
+
+async def merged_updates_end_at_the_final_state(redis, settings, client: GatedSocket, **options) -> None:
+    """A '*' client stuck while 12 batches change two rows: its one pending update holds
+    the newest rows, and once it reads, snapshot plus that update equal the board."""
     from app.api.auth import Verifier
     from app.api.ws_subscriptions import Connection, Session
     from app.projections.read_history import read_board
@@ -351,8 +357,7 @@ async def test_a_slow_clients_merged_updates_end_at_the_final_state(redis, setti
 
     await project(redis, settings, base_frames())
     hub, live = await live_node(redis)
-    client = GatedSocket()
-    conn = Connection(client.send, client.close)
+    conn = Connection(client.send, client.close, **options)
     writer = asyncio.create_task(hub.serve_ws(conn, 30.0))
     try:
         await Session(conn, live, settings, Verifier()).handle(json.dumps({"op": "subscribe", "channel": "board", "symbols": "*"}))
