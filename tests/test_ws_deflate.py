@@ -18,7 +18,7 @@ from app.api import ws_protocol as P
 from tests import factory as F
 from tests.apiserver import ApiServer
 from tests.test_ws_subscriptions import (
-    GatedSocket, base_frames, live_node, merged_updates_end_at_the_final_state, project, rest, send,
+    GatedSocket, base_frames, merged_updates_end_at_the_final_state, project, rest, send,
 )
 
 pytestmark = pytest.mark.anyio
