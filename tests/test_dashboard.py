@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import zlib
 from pathlib import Path
 
 import httpx
@@ -460,9 +461,12 @@ async def test_dashboard_reconnects_and_sends_the_token_as_its_first_message(red
                 sockets: list = []
                 first_frames: list[str] = []
 
+                deflated: list[bytes] = []
+
                 def opened(ws) -> None:
                     sockets.append(ws.url)
                     ws.on("framesent", lambda payload: first_frames.append(payload) if len(first_frames) < len(sockets) else None)
+                    ws.on("framereceived", lambda payload: deflated.append(payload) if isinstance(payload, bytes) and payload[:1] == b"\x00" else None)
 
                 requests: list = []
                 page.on("websocket", opened)
@@ -470,8 +474,10 @@ async def test_dashboard_reconnects_and_sends_the_token_as_its_first_message(red
                 await page.goto(server.http + "/?token=s3cret&date=")
                 await wait_value(page, board("ACB", "mua_chu_dong_volume"), 100)
                 assert await page.get_attribute("#socket-status", "data-state") == "open"
-                # The token travels in the first message on /ws, never in its URL.
-                assert sockets and all(url.endswith("/ws") for url in sockets), sockets
+                # The token travels in the first message on /ws, never in its URL; the page
+                # asks for compressed data and shows it (the board above came that way).
+                assert sockets and all(url.endswith("/ws?compression=deflate") for url in sockets), sockets
+                assert deflated and json.loads(zlib.decompress(deflated[0], -15))["type"] == "snapshot"
                 assert json.loads(first_frames[0]) == {"op": "auth", "token": "s3cret"}
                 # It is gone from the address bar at once (the rest of the address kept), and
                 # every REST call carries it as a bearer token, no other request at all.

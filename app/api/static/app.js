@@ -1488,7 +1488,12 @@
 
   // ---- the WebSocket, reconnecting with backoff ---------------------------------------------------
 
-  const wsUrl = `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/ws`;
+  // Where the browser can inflate raw DEFLATE, the node sends each data message compressed
+  // (about a seventh of the bytes of a board update; docs/ws.md, "Compression").
+  const inflating = typeof DecompressionStream === "function";
+  const wsUrl = `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/ws${inflating ? "?compression=deflate" : ""}`;
+  const inflate = (buf) =>
+    new Response(new Blob([buf]).stream().pipeThrough(new DecompressionStream("deflate-raw"))).text();
 
   let socket = null;
   let attempt = 0;
@@ -1585,13 +1590,10 @@
       pill(socketPill, "open", "Kết nối: trực tuyến");
       loadFeed();
     };
-    ws.onmessage = (ev) => {
-      lastRx = Date.now();
-      // The heartbeat is the binary frame "ping"; it only proves the link is alive.
-      if (typeof ev.data !== "string") return;
+    const onMessage = (text) => {
       let msg;
       try {
-        msg = JSON.parse(ev.data);
+        msg = JSON.parse(text);
       } catch {
         return;
       }
@@ -1607,11 +1609,32 @@
       socketPill.dataset.rx = String((received += 1));
       onData(msg);
     };
+    // Inflating is asynchronous: messages are handled one after another, in the order
+    // they came, or an update could be applied before the snapshot it follows.
+    let inOrder = Promise.resolve();
+    ws.onmessage = (ev) => {
+      lastRx = Date.now();
+      // The heartbeat is the binary frame "ping" (a data message starts with byte 0); it
+      // only proves the link is alive.
+      if (typeof ev.data !== "string" && !(inflating && new Uint8Array(ev.data)[0] === 0)) return;
+      inOrder = inOrder.then(async () => {
+        let text = ev.data;
+        try {
+          if (typeof text !== "string") text = await inflate(text);
+        } catch {
+          return;
+        }
+        onMessage(text);
+      });
+    };
+    // In the same order: what came before the close is shown before the page reconnects.
     ws.onclose = (ev) => {
-      if (socket !== ws) return;
-      socket = null;
-      setFeed(null); // the next connection tells us again
-      retry(ev.code, ev.reason);
+      inOrder = inOrder.then(() => {
+        if (socket !== ws) return;
+        socket = null;
+        setFeed(null); // the next connection tells us again
+        retry(ev.code, ev.reason);
+      });
     };
   }
 
