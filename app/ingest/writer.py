@@ -12,7 +12,9 @@ import asyncio
 import logging
 import secrets
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -40,6 +42,25 @@ UNAVAILABLE = (*store.UNAVAILABLE, NotReplicated)
 RETRY_MAX_S = 2.0
 # While Redis stays away, a reminder this often (the first failure is always logged).
 RETRY_LOG_S = 30.0
+# Batches in flight at once. Where a replica must confirm each batch (WAIT), one in flight
+# leaves Redis idle for a replication round trip per batch; with two, the next batch is
+# appended meanwhile. More would only queue behind the same master.
+WINDOW = 2
+
+
+@dataclass
+class _Batch:
+    """A batch on its way: its number, the sessions it writes to, the task sending it."""
+
+    number: int
+    sessions: frozenset[str]
+    task: asyncio.Future | None = None
+    confirmed: bool = False  # appended (and, where there is a replica, WAIT confirmed)
+    done: asyncio.Event = field(default_factory=asyncio.Event)  # confirmed, or given up
+
+
+class _Refused(Exception):
+    """A batch reached Redis before the one it follows: nothing was appended."""
 
 
 class StreamWriter:
@@ -49,6 +70,11 @@ class StreamWriter:
     batch carries a number, and Redis keeps the last one this writer appended. Where
     the master has replicas (a cluster, or a primary with replicas), a batch counts as
     appended only once ``WAIT`` says one of them has it, so a failover cannot lose it.
+
+    Two batches may be in flight (:data:`WINDOW`), each on a connection of its own, so
+    the second can reach Redis first: the append script then refuses it until the
+    first is in, and the writer sends it again. A batch counts as appended once it and
+    every batch before it are confirmed.
     """
 
     def __init__(
@@ -65,7 +91,7 @@ class StreamWriter:
         self.writer_id = secrets.token_hex(8)
         self._batch = 0
         self._sha: str | None = None
-        self._inflight: asyncio.Future | None = None
+        self._inflight: deque[_Batch] = deque()  # oldest first
         self._known: set[str] = set()
         self.router = SessionRouter()
         self.replicas = Replicas(redis, replica_wait_ms)
@@ -97,35 +123,67 @@ class StreamWriter:
             return 0
         new = [d for d in by_session if d not in self._known]
         self._known.update(new)
-        # One append in flight at a time keeps the stream in order, and Redis
-        # appends this batch while the caller prepares the next one.
-        await self.flush()
+        # Redis appends this batch (and a replica confirms the one before) while the
+        # caller prepares the next one.
+        while len(self._inflight) >= WINDOW:
+            await self._inflight.popleft().task
         self._batch += 1
         n = sum(len(group[0]) for group in by_session.values())
-        self._inflight = asyncio.ensure_future(self._send(by_session, new, self._batch, n))
+        previous = self._inflight[-1] if self._inflight else None
+        batch = _Batch(self._batch, frozenset(by_session))
+        batch.task = asyncio.ensure_future(self._send(by_session, new, batch, previous, n))
+        batch.task.add_done_callback(_retrieve)
+        self._inflight.append(batch)
         return n
 
     async def flush(self) -> None:
-        """Wait until everything appended so far is in Redis (raises its error)."""
-        inflight, self._inflight = self._inflight, None
-        if inflight is not None:
-            await inflight
+        """Wait until everything appended so far is in Redis (raises the first error)."""
+        error: BaseException | None = None
+        while self._inflight:
+            try:
+                await self._inflight.popleft().task
+            except Exception as exc:  # the later batches are still awaited: none left running
+                error = error or exc
+        if error is not None:
+            raise error
 
     async def _send(
-        self, by_session: dict[str, tuple[list[bytes], list[int]]], new: list[str], batch: int, frames: int
+        self, by_session: dict[str, tuple[list[bytes], list[int]]], new: list[str], batch: _Batch,
+        previous: _Batch | None, frames: int,
     ) -> None:
-        async def send() -> None:
+        async def attempt() -> None:
             if self._sha is None:
                 self._sha = await self.redis.script_load(APPEND.source)
             try:
-                await self._pipeline(by_session, new, batch)
+                await self._pipeline(by_session, new, batch.number, previous)
             except NoScriptError:
                 # Redis restarted and lost its script cache; nothing was appended.
                 self._sha = await self.redis.script_load(APPEND.source)
-                await self._pipeline(by_session, new, batch)
+                await self._pipeline(by_session, new, batch.number, previous)
 
-        await self._until_done("append", send)
-        self.appended += frames
+        async def send() -> None:
+            while True:
+                try:
+                    return await attempt()
+                except _Refused:
+                    # It overtook the batch before it: again once that one is in.
+                    await previous.done.wait()
+                    if not previous.confirmed:
+                        # That one failed (a one-shot load gave up): this one must not
+                        # land without it. Not an outage to wait out: it would never land.
+                        await asyncio.wait([previous.task])
+                        cause = None if previous.task.cancelled() else previous.task.exception()
+                        raise _Refused(f"batch {batch.number} follows batch {previous.number}, which failed") from cause
+
+        try:
+            await self._until_done("append", send)
+            if previous is not None:
+                # Acknowledged in order: a batch counts after every batch before it.
+                await previous.done.wait()
+            batch.confirmed = True
+            self.appended += frames
+        finally:
+            batch.done.set()
 
     async def _until_done(self, what: str, op) -> None:
         """Run ``op`` until Redis takes it, waiting out restarts (each attempt is safe to repeat)."""
@@ -157,14 +215,21 @@ class StreamWriter:
                 log.info("event=redis_back op=%s attempts=%d", what, failures + 1)
             return
 
-    async def _pipeline(self, by_session: dict[str, tuple[list[bytes], list[int]]], new: list[str], batch: int) -> None:
-        """One attempt at the whole batch (safe to repeat)."""
+    async def _pipeline(
+        self, by_session: dict[str, tuple[list[bytes], list[int]]], new: list[str], batch: int,
+        previous: _Batch | None = None,
+    ) -> None:
+        """One attempt at the whole batch (safe to repeat); :class:`_Refused` if it came too early."""
         # Registered first, on its own: st:sessions lives outside every session's slot,
         # and a stream that exists is then always a known session.
         for d in new:
             await sessions.register(self.redis, d)
         mark = str(batch)
         for d, (raws, times) in by_session.items():
+            # Read at each attempt: once the batch before is confirmed, nothing is waited
+            # for (its mark may even be gone since, with a pruned session or a Redis
+            # restarted without its data: this batch then lands as with one in flight).
+            after = previous.number if previous is not None and not previous.confirmed and d in previous.sessions else 0
             # Three arguments whatever the batch size: redis-py spends far more
             # per argument (and per reply) than Redis spends appending a frame.
             stamp = str(times[0]) if times.count(times[0]) == len(times) else ",".join(map(str, times))
@@ -172,14 +237,16 @@ class StreamWriter:
             script_keys, args = APPEND.bind(
                 keys={"frames": keys.frames, "mark": keys.ingest_mark(self.writer_id)},
                 args={"received": stamp, "lengths": ",".join(map(str, map(len, raws))),
-                      "blob": b"".join(raws), "batch": mark},
+                      "blob": b"".join(raws), "batch": mark, "after": str(after)},
             )
             # The script's keys share the session's slot: on a cluster, its master alone
             # runs it (and the WAIT after it), pipelined.
-            await self.replicas.write(
+            replies = await self.replicas.write(
                 keys.frames,
                 lambda pipe: pipe.execute_command("EVALSHA", self._sha, len(script_keys), *script_keys, *args),
             )
+            if int(replies[0]) < 0:
+                raise _Refused(f"batch {batch} before batch {after} in {d}")
 
     async def close_session(self, session: str, at_ms: int | None = None) -> None:
         """Append the 15:00 session-close marker to ``session``'s stream."""
@@ -231,6 +298,13 @@ class StreamWriter:
             pruned.append(d)
             log.info("event=session_pruned date=%s", d)
         return pruned
+
+
+def _retrieve(task: asyncio.Future) -> None:
+    """A batch's error is raised by flush(); one nobody awaits (a writer dropped after
+    the first error) is not reported again as never retrieved."""
+    if not task.cancelled():
+        task.exception()
 
 
 async def delete_session(redis: Redis, session: str) -> None:
