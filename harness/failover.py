@@ -85,9 +85,12 @@ class Process:
 
 async def run_failover(
     cluster: private_redis_cluster, frames: int = 3000, batch: int = 20, interval_s: float = 0.01,
-    kill_after: int = 1000,
+    kill_after: int = 1000, flush_each: bool = True,
 ) -> Failover:
-    """Send ``frames`` frames, ``batch`` every ``interval_s``, killing the master after ``kill_after``."""
+    """Send ``frames`` frames, ``batch`` every ``interval_s``, killing the master after ``kill_after``.
+
+    ``flush_each`` False: the writer is flushed after every second batch only, so two
+    batches are in flight when the master dies, and both are resent, in order."""
     key = K.SessionKeys(SESSION).frames
     master = cluster.master_of(key)
     # Everyone is pointed at a node that survives: the URL is only where discovery starts.
@@ -114,7 +117,8 @@ async def run_failover(
             while sent < frames:
                 chunk = result.sent[sent : sent + batch]
                 await writer.append([(f, RECEIVED) for f in chunk])
-                await writer.flush()
+                if flush_each or sent // batch % 2 == 0:
+                    await writer.flush()
                 sent += len(chunk)
                 if killed_at is not None and not result.ingest_resumed_s:
                     result.ingest_resumed_s = time.monotonic() - killed_at
@@ -124,6 +128,7 @@ async def run_failover(
                     result.ws_events.append("killed")
                     asyncio.get_running_loop().run_in_executor(None, _time_promotion, cluster, key, master, killed_at, result)
                 await asyncio.sleep(interval_s)
+            await writer.flush()
             result.retries = writer.retries
             await _until(lambda: _folded(redis, result, frames), 60)
             # The node's answer is read again on each look: a notice of the last write can

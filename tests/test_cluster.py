@@ -34,6 +34,14 @@ async def test_killing_the_sessions_master_loses_and_doubles_nothing(redis_clust
     assert result.http[-1][1] == 200 and [h for h in result.http if h[0] == "/readyz"][-1][1] == 200
 
 
+async def test_two_batches_in_flight_through_a_failover_land_once_each_in_order(redis_cluster):
+    result = await run_failover(redis_cluster, frames=2000, kill_after=600, flush_each=False)
+    assert result.stored == result.sent, (len(result.stored), len(result.sent), "\n".join(result.logs)[-3000:])
+    assert result.folded == len(result.sent)
+    assert not result.replay_differences, result.replay_differences[:10]
+    assert result.retries > 0  # the outage was seen, with two batches on their way
+
+
 async def test_a_slot_client_reaches_only_its_slot_and_recovers_from_moved(redis_cluster):
     from app import keys as K
     from app.store import UNAVAILABLE, connect
