@@ -75,6 +75,7 @@ def test_the_nodes_of_one_cluster_never_share_a_port(monkeypatch):
 
     picks = iter([30001, 30001, 40001, 30002, 20002, 30003])  # a repeat, then a bus-port clash
     monkeypatch.setattr(redis_cluster.random, "randint", lambda a, b: next(picks))
+    monkeypatch.setattr(redis_cluster, "_free", lambda port: True)  # whatever else the machine holds
     taken = {30001, 30001 + redis_cluster.BUS_OFFSET}
     assert redis_cluster.free_cluster_port(taken) == 30002
     taken |= {30002, 30002 + redis_cluster.BUS_OFFSET}
