@@ -203,6 +203,19 @@ async def phase(groups: dict[str, list[Clients]], feed: MarketFeed, every: float
     return out
 
 
+async def stop_all(groups: list["Clients"]) -> None:
+    """End a phase: its clients leave, and the node's next full collection
+    (app.gctune.collect_forever, every FULL_COLLECTION_S once clients left) frees them
+    before the next phase starts. Thousands of sockets leaving at once cost one pause of
+    ~0.2-0.3 s on this VM, which would otherwise land inside the next phase's window and be
+    counted as its latency."""
+    from app.gctune import FULL_COLLECTION_S
+
+    for c in groups:
+        await c.stop()
+    await asyncio.sleep(FULL_COLLECTION_S + 1.0)
+
+
 async def measure(children, redis, port: int, node_pid: int, *, throttle_ms: int, rate: int, seconds: float,
                   seed: int, board_clients: int, star_clients: int, history_clients: int, per_process: int,
                   log=print) -> dict:
@@ -228,14 +241,12 @@ async def measure(children, redis, port: int, node_pid: int, *, throttle_ms: int
     results["idle"] = await phase({}, feed, every, n_sim, seconds, settle, node_pid)
     quiet = await start_many(children, port, star_clients, "quiet", per_process)
     results["quiet"] = await phase({"quiet": quiet}, feed, every, n_sim, seconds, settle, node_pid)
-    for c in quiet:
-        await c.stop()
+    await stop_all(quiet)
 
     log(f"  /ws: {board_clients} clients on 30-symbol boards ...")
     boards = await start_many(children, port, board_clients, "board30", per_process)
     results["board30"] = await phase({"board30": boards}, feed, every, n_sim, seconds, settle, node_pid)
-    for c in boards:
-        await c.stop()
+    await stop_all(boards)
 
     # The '*' clients ask for ?compression=deflate (docs/ws.md); 5 plain ones beside them
     # show what the same updates weigh as text.
@@ -245,14 +256,12 @@ async def measure(children, redis, port: int, node_pid: int, *, throttle_ms: int
     market = await start_many(children, port, 5, "market", per_process)
     results["star"] = await phase({"star_deflate": stars, "star": plain, "market": market}, feed, every, n_sim,
                                   seconds, settle, node_pid)
-    for c in (*stars, *plain, *market):
-        await c.stop()
+    await stop_all([*stars, *plain, *market])
 
     log(f"  /ws: {history_clients} clients on candles or trades of random symbols ...")
     history = await start_many(children, port, history_clients, "history", per_process)
     results["history"] = await phase({"history": history}, feed, every, n_sim, seconds, settle, node_pid)
-    for c in history:
-        await c.stop()
+    await stop_all(history)
     return results
 
 
