@@ -27,6 +27,7 @@ from app.errors import UserError
 from app.clock import next_close, now_vn
 from app.ingest.replicas import NotReplicated, Replicas
 from app.ingest.routing import SessionRouter
+from app.tasks import ahead
 
 log = logging.getLogger("stock_tracker.ingest")
 
@@ -131,8 +132,7 @@ class StreamWriter:
         n = sum(len(group[0]) for group in by_session.values())
         previous = self._inflight[-1] if self._inflight else None
         batch = _Batch(self._batch, frozenset(by_session))
-        batch.task = asyncio.ensure_future(self._send(by_session, new, batch, previous, n))
-        batch.task.add_done_callback(_retrieve)
+        batch.task = ahead(self._send(by_session, new, batch, previous, n))  # flush() raises its error
         self._inflight.append(batch)
         return n
 
@@ -298,13 +298,6 @@ class StreamWriter:
             pruned.append(d)
             log.info("event=session_pruned date=%s", d)
         return pruned
-
-
-def _retrieve(task: asyncio.Future) -> None:
-    """A batch's error is raised by flush(); one nobody awaits (a writer dropped after
-    the first error) is not reported again as never retrieved."""
-    if not task.cancelled():
-        task.exception()
 
 
 async def delete_session(redis: Redis, session: str) -> None:

@@ -30,6 +30,7 @@ from app.projections.hashes import Hash, as_str
 from app.projections.session import SessionState, finish_batch
 from app.projections.stream import START, Entry, Refused, StreamPosition, entry_of, flat_entries, fold_until
 from app.store import hgetall_many, is_cluster, raw_replies
+from app.tasks import ahead
 
 APPLY = lua.load(__file__, "apply.lua")
 RENEW = lua.load(__file__, "renew.lua")
@@ -201,8 +202,7 @@ class SessionProjector:
             elif len(batch) == count:
                 # Busy: let Redis deliver the next batch while this one is folded.
                 # The yield sends the request now; folding never yields to the loop.
-                self._prefetch = asyncio.ensure_future(self._read(None))
-                self._prefetch.add_done_callback(_retrieve)
+                self._prefetch = ahead(self._read(None))
                 await asyncio.sleep(0)
         if batch:
             # A failed apply leaves the read ahead in flight: acquire() takes in what it read.
@@ -351,10 +351,7 @@ class SessionProjector:
         # The previous write must have landed before this one (its checkpoint is
         # our expected one); this write then lands while the next batch is folded.
         await self._landed()
-        self._inflight = asyncio.ensure_future(self._script(keys=script_keys, args=args))
-        # A worker dropped mid-write must not log "exception never retrieved":
-        # flush() still awaits and raises it.
-        self._inflight.add_done_callback(_retrieve)
+        self._inflight = ahead(self._script(keys=script_keys, args=args))  # flush() raises its error
         # Sent now, not at the fold's next yield (128 entries later): Redis gets that much
         # longer to run it before the next write has to wait for it.
         await asyncio.sleep(0)
@@ -407,11 +404,6 @@ def changed_names(groups: dict[str, list[str]]) -> dict[str, list[str]]:
         if spec.per_entity and spec.channels:
             out[kind] = [name for name in names if name]
     return {kind: names for kind, names in out.items() if names}
-
-
-def _retrieve(future: asyncio.Future) -> None:
-    if not future.cancelled():
-        future.exception()
 
 
 async def load_session(redis: Redis, date: str) -> tuple[SessionState, dict[str, Hash], dict[str, set[str]]]:
