@@ -152,6 +152,7 @@ def clear_changes(state: SessionState) -> None:
     """Forget what changed since the last write, as a write does (the state is then
     what Redis holds): the dirty set and each series' own changes."""
     state.dirty.clear()
+    # Every series kind, by hand: the registry (kinds.py) imports this module. A new one goes here too.
     for series in (*state.candles.values(), *state.foreign_minutes.values(), *state.index_bars.values(),
                    state.market_foreign, state.basis_line):
         series.changed.clear()
