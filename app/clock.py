@@ -56,8 +56,13 @@ def now_vn() -> datetime:
     return datetime.now(VN_TZ)
 
 
+def close_of(day: date) -> datetime:
+    """15:00 Vietnam time on ``day``: when its session closes."""
+    return datetime.combine(day, SESSION_CLOSE, VN_TZ)
+
+
 def next_close(after: datetime) -> datetime:
     """The first 15:00 Vietnam time strictly after ``after``."""
     local = after.astimezone(VN_TZ)
-    close = datetime.combine(local.date(), SESSION_CLOSE, VN_TZ)
+    close = close_of(local.date())
     return close if close > local else close + timedelta(days=1)

@@ -10,7 +10,7 @@ import pytest
 
 from app import keys as K
 from app.clock import VN_TZ
-from app.ingest.writer import StreamWriter, close_at_three
+from app.ingest.writer import StreamWriter, close_at_three, close_missed
 from app.projections import codec, worker
 from app.projections.read import market_snapshot, resolve_session
 from app.schemas import SessionRef
@@ -307,6 +307,25 @@ async def test_close_at_three_appends_the_marker_at_15_00_vietnam_time(redis):
     assert slept[0] == 2.0
     entries = await redis.xrange(K.SessionKeys(SESSION).frames)
     assert [e[1][b"m"] for e in entries] == [b"close"]
+
+
+async def test_sessions_whose_15_00_passed_with_no_ingest_are_closed_at_start(redis, settings):
+    writer = StreamWriter(redis)
+    for day in ("21/11/2026", "24/11/2026", "25/11/2026"):
+        await writer.append([(F.trade("ACB", 1.0, 1, 1, date=day), 1_795_600_000_000)])
+    await writer.close_session("2026-11-21", 1_795_000_000_000)
+    morning = datetime(2026, 11, 25, 9, 0, tzinfo=VN_TZ)
+    # The 24th missed its close (no ingest at 15:00); the 21st has one; today is open.
+    assert await close_missed(writer, morning) == ["2026-11-24"]
+    last = (await redis.xrevrange(K.SessionKeys("2026-11-24").frames, count=1))[0][1]
+    assert last[b"m"] == b"close"
+    assert int(last[b"t"]) == int(datetime(2026, 11, 24, 15, 0, tzinfo=VN_TZ).timestamp() * 1000)
+    assert await close_missed(writer, morning) == []  # once only
+    assert await redis.xlen(K.SessionKeys("2026-11-24").frames) == 2
+    assert await close_missed(writer, morning.replace(hour=15, minute=30)) == ["2026-11-25"]
+    await worker.drain(redis, settings)
+    for day in ("2026-11-24", "2026-11-25"):
+        assert (await redis.hgetall(K.SessionKeys(day).meta))[b"closed"] == b"true"
 
 
 @stores

@@ -35,7 +35,7 @@ from app.ingest.signalr import (
     default_channels,
     fetch_index_components,
 )
-from app.ingest.writer import StreamWriter, close_at_three, drain_queue, now_ms
+from app.ingest.writer import StreamWriter, close_at_three, close_missed, drain_queue, now_ms
 from app.projections.hashes import to_hash
 from app.store import wait_for_redis
 
@@ -151,6 +151,7 @@ async def run_live(
     config = feed_config(settings, await channels_for(settings, symbols, clock()))
     writer = StreamWriter(redis, settings.stream_retention_days, archive_dir=settings.archive_dir)
     queue: asyncio.Queue = asyncio.Queue(QUEUE_BOUND)
+    await close_missed(writer, clock())
 
     async def on_frame(frame: str) -> None:
         await queue.put((frame, now_ms()))

@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from redis.asyncio import Redis
@@ -24,7 +24,7 @@ from redis.exceptions import NoScriptError
 from app import keys as K
 from app import archive, lua, sessions, store
 from app.errors import UserError
-from app.clock import next_close, now_vn
+from app.clock import close_of, next_close, now_vn
 from app.ingest.replicas import NotReplicated, Replicas
 from app.ingest.routing import SessionRouter
 from app.tasks import ahead
@@ -329,6 +329,21 @@ async def drain_queue(queue: asyncio.Queue, writer: StreamWriter, max_batch: int
         await writer.flush()  # live: each batch lands before the next is taken
         for _ in batch:
             queue.task_done()
+
+
+async def close_missed(writer: StreamWriter, now: datetime, look_back: int = 7) -> list[str]:
+    """Close the recent sessions whose 15:00 passed while no live ingest ran to close them.
+
+    Called before the feed starts, so nothing received now lands ahead of a marker. The
+    marker carries its session's 15:00 as receive time, as if written on time.
+    """
+    closed = []
+    for day in await sessions.session_dates(writer.redis, newest_first=True, count=look_back):
+        close = close_of(date.fromisoformat(day))
+        if close <= now and not await writer.redis.exists(K.SessionKeys(day).closed):
+            await writer.close_session(day, int(close.timestamp() * 1000))
+            closed.append(day)
+    return sorted(closed)
 
 
 async def close_at_three(writer: StreamWriter, clock=now_vn, sleep=asyncio.sleep) -> None:
