@@ -44,49 +44,19 @@ class _Base(msgspec.Struct, rename="pascal", kw_only=True):
     time: Hms | None = None
 
 
-class SecurityMsg(_Base):
-    """X-QUOTE, X-TRADE, X and OL payloads (one shape; the DataType says which part counts)."""
+class SecurityMsg(_Base, kw_only=True):
+    """X-QUOTE, X-TRADE, X and OL payloads (one shape; the DataType says which part counts).
 
-    symbol: Symbol
+    Fields are declared in the order SSI sends an X-QUOTE (then the X-TRADE fields in
+    theirs): the decoder looks for each key from the field after the last one it
+    matched, so the most frequent frame costs one comparison a key. Fields no fold
+    reads are declared (as ``Any``) only to keep that order.
+    """
+
     exchange: Text | None = None
-    market_id: Text | None = None
-    trading_session: Text | None = None
-    trading_status: Text | None = None
-    ceiling: Amount | None = None
-    floor: Amount | None = None
-    ref_price: Amount | None = None
-    open: Amount | None = None
-    high: Amount | None = None
-    low: Amount | None = None
-    highest: Amount | None = None
-    lowest: Amount | None = None
-    last_price: Amount | None = None
-    last_vol: Amount | None = None
-    total_vol: Amount | None = None
-    total_val: Amount | None = None
-    change: Signed | None = None
-    ratio_change: Signed | None = None
-    side: Text | None = None
-    bid_price1: Amount | None = None
-    bid_price2: Amount | None = None
-    bid_price3: Amount | None = None
-    bid_price4: Amount | None = None
-    bid_price5: Amount | None = None
-    bid_price6: Amount | None = None
-    bid_price7: Amount | None = None
-    bid_price8: Amount | None = None
-    bid_price9: Amount | None = None
-    bid_price10: Amount | None = None
-    bid_vol1: Amount | None = None
-    bid_vol2: Amount | None = None
-    bid_vol3: Amount | None = None
-    bid_vol4: Amount | None = None
-    bid_vol5: Amount | None = None
-    bid_vol6: Amount | None = None
-    bid_vol7: Amount | None = None
-    bid_vol8: Amount | None = None
-    bid_vol9: Amount | None = None
-    bid_vol10: Amount | None = None
+    isin: Any = None
+    symbol: Symbol
+    r_type: Any = None
     ask_price1: Amount | None = None
     ask_price2: Amount | None = None
     ask_price3: Amount | None = None
@@ -107,6 +77,47 @@ class SecurityMsg(_Base):
     ask_vol8: Amount | None = None
     ask_vol9: Amount | None = None
     ask_vol10: Amount | None = None
+    bid_price1: Amount | None = None
+    bid_price2: Amount | None = None
+    bid_price3: Amount | None = None
+    bid_price4: Amount | None = None
+    bid_price5: Amount | None = None
+    bid_price6: Amount | None = None
+    bid_price7: Amount | None = None
+    bid_price8: Amount | None = None
+    bid_price9: Amount | None = None
+    bid_price10: Amount | None = None
+    bid_vol1: Amount | None = None
+    bid_vol2: Amount | None = None
+    bid_vol3: Amount | None = None
+    bid_vol4: Amount | None = None
+    bid_vol5: Amount | None = None
+    bid_vol6: Amount | None = None
+    bid_vol7: Amount | None = None
+    bid_vol8: Amount | None = None
+    bid_vol9: Amount | None = None
+    bid_vol10: Amount | None = None
+    trading_session: Text | None = None
+    ceiling: Amount | None = None
+    floor: Amount | None = None
+    ref_price: Amount | None = None
+    avg_price: Any = None
+    prior_val: Any = None
+    last_price: Amount | None = None
+    last_vol: Amount | None = None
+    total_val: Amount | None = None
+    total_vol: Amount | None = None
+    market_id: Text | None = None
+    trading_status: Text | None = None
+    change: Signed | None = None
+    ratio_change: Signed | None = None
+    est_matched_price: Any = None
+    highest: Amount | None = None
+    lowest: Amount | None = None
+    side: Text | None = None
+    open: Amount | None = None
+    high: Amount | None = None
+    low: Amount | None = None
 
 
 class ForeignMsg(_Base):
@@ -246,26 +257,61 @@ class _Envelope(msgspec.Struct):
     Content: Any = None
 
 
-def _exact(cls: type) -> type:
+# Patterned fields are matched by a regex on every decode, which costs more than the
+# rest of the frame; on the fast path they decode as plain strings and each distinct
+# value is checked once (a day has one date, ~1,600 symbols, ~25,000 times).
+_PATTERNED = {"trading_date": TradingDate, "time": Hms, "symbol": Symbol, "index_id": IndexId}
+_PASSED: set[tuple[str, str]] = set()
+_PASSED_MAX = 100_000  # bounds what hostile spellings can make the cache hold
+
+
+def _exact(cls: type) -> tuple[type, tuple[str, ...]]:
     """``cls`` plus the documented unused fields, refusing any other key.
 
     Decoding into it in one pass is only correct when every key is spelled exactly
     as the feed spells it; anything else (an alias, another case, an unknown key, a
-    bad value) raises and the frame takes the general path.
+    bad value) raises and the frame takes the general path. Also returns the
+    patterned fields, which it decodes as plain strings for :func:`_patterns_hold`.
     """
-    own = {f.encode_name for f in msgspec.structs.fields(cls)}
+    fields = msgspec.structs.fields(cls)
+    own = {f.encode_name for f in fields}
     extra = [(_snake(name), Any, None) for name in sorted(_UNUSED - own)]
-    return msgspec.defstruct(
-        cls.__name__, extra, bases=(cls,), forbid_unknown_fields=True, module=__name__
+    patterned = tuple(f.name for f in fields if f.name in _PATTERNED)
+    # Redeclared fields keep their place in the field order.
+    plain = [(f.name, str) if f.required else (f.name, str | None, f.default) for f in fields if f.name in patterned]
+    exact = msgspec.defstruct(
+        cls.__name__, plain + extra, bases=(cls,), kw_only=True, forbid_unknown_fields=True, module=__name__
     )
+    return exact, patterned
+
+
+def _patterns_hold(msg: Any, patterned: tuple[str, ...]) -> bool:
+    """True when every patterned value of a fast-path decode matches its pattern."""
+    for name in patterned:
+        value = getattr(msg, name)
+        if value is None or (name, value) in _PASSED:
+            continue
+        try:
+            msgspec.convert(value, _PATTERNED[name])
+        except msgspec.ValidationError:
+            return False
+        if len(_PASSED) >= _PASSED_MAX:
+            _PASSED.clear()
+        _PASSED.add((name, value))
+    return True
 
 
 def _snake(pascal: str) -> str:
     return "".join("_" + c.lower() if c.isupper() else c for c in pascal).lstrip("_")
 
 
+def _fast_path(cls: type) -> tuple[msgspec.json.Decoder, tuple[str, ...]]:
+    exact, patterned = _exact(cls)
+    return msgspec.json.Decoder(exact, strict=False), patterned
+
+
 _ENVELOPE = msgspec.json.Decoder(_Envelope)
-_EXACT = {cls: msgspec.json.Decoder(_exact(cls), strict=False) for cls in {*_TYPES.values()}}
+_EXACT = {cls: _fast_path(cls) for cls in {*_TYPES.values()}}
 
 
 def decode_frame(raw: str | bytes) -> Frame:
@@ -283,10 +329,14 @@ def decode_frame(raw: str | bytes) -> Frame:
     kind = _TYPES.get(data_type)
     if kind is None:
         return _decode_general(raw)
+    decoder, patterned = _EXACT[kind]
     try:
-        return Frame(data_type, _EXACT[kind].decode(content))
+        msg = decoder.decode(content)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return _decode_general(raw)
+    if not _patterns_hold(msg, patterned):
+        return _decode_general(raw)
+    return Frame(data_type, msg)
 
 
 def _decode_general(raw: str | bytes) -> Frame:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -225,3 +226,40 @@ def test_hostile_frames_are_refused_with_a_reason_and_counted(name):
     assert state.stats["ACB"].total_volume == 300  # good frames around it, unchanged
     assert state.meta.dead == 1 and state.meta.frames == 2
     assert set(state.quotes) == {"ACB"} and set(state.stats) == {"ACB"}  # no trace of it
+
+
+@pytest.mark.parametrize(
+    "override, reason",
+    [
+        ({"Symbol": "acb"}, "bad Symbol 'acb'"),
+        ({"Symbol": "ACB\n"}, "bad Symbol 'ACB\\n'"),
+        ({"Time": "10:00"}, "bad Time '10:00'"),
+        ({"Time": "١٠:٣٠:٠٠"}, "bad Time"),
+        ({"TradingDate": "25/11/26"}, "bad TradingDate '25/11/26'"),
+    ],
+)
+def test_patterns_hold_on_the_fast_path_after_good_values_were_seen(override, reason):
+    # The exact-name decoder checks each distinct patterned value once and remembers
+    # it: a good value seen first must not let a bad spelling of it through.
+    assert decode_frame(_frame(_trade_content())).msg.symbol == "ACB"
+    with pytest.raises(FrameError, match=re.escape(reason)):
+        decode_frame(_frame(_trade_content(**override)))
+    assert decode_frame(_frame(_trade_content())).msg.time == "10:00:00"
+
+
+def test_index_ids_keep_ssi_s_case_and_refuse_other_characters():
+    index = {"IndexId": "HNXIndex", "IndexValue": 250.5, "Time": "10:00:00"}
+    assert decode_frame(_frame(index, "MI")).msg.index_id == "HNXIndex"
+    with pytest.raises(FrameError, match="bad IndexId"):
+        decode_frame(_frame({**index, "IndexId": "HNX Index"}, "MI"))
+
+
+def test_the_cache_of_checked_values_stays_bounded(monkeypatch):
+    from app import frames
+
+    monkeypatch.setattr(frames, "_PASSED_MAX", 50)
+    seen = [decode_frame(_frame(_trade_content(Symbol=f"S{n}"))).msg.symbol for n in range(200)]
+    assert seen == [f"S{n}" for n in range(200)]
+    assert 0 < len(frames._PASSED) <= 50
+    with pytest.raises(FrameError, match="bad Symbol"):
+        decode_frame(_frame(_trade_content(Symbol="s199")))

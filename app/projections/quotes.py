@@ -36,11 +36,11 @@ class QuoteState(msgspec.Struct, kw_only=True):
 SIDES = (("bid", "bid_prices", "bid_vols"), ("ask", "ask_prices", "ask_vols"))
 SCALAR_FIELDS = tuple(f for f in QuoteState.__struct_fields__ if not f.endswith(("_prices", "_vols")))
 
-# Position of the 40 book fields in SecurityMsg's tuple form: bid prices, bid
-# volumes, ask prices, ask volumes, 10 each (see frames.SecurityMsg).
-_FIRST = SecurityMsg.__struct_fields__.index("bid_price1")
+# Position of the 40 book fields in SecurityMsg's tuple form: ask prices, ask
+# volumes, bid prices, bid volumes, 10 each (SSI's order, see frames.SecurityMsg).
+_FIRST = SecurityMsg.__struct_fields__.index("ask_price1")
 assert SecurityMsg.__struct_fields__[_FIRST : _FIRST + 4 * BOOK_DEPTH : BOOK_DEPTH] == (
-    "bid_price1", "bid_vol1", "ask_price1", "ask_vol1",
+    "ask_price1", "ask_vol1", "bid_price1", "bid_vol1",
 )
 _BOOK = slice(_FIRST, _FIRST + 4 * BOOK_DEPTH)
 _astuple = msgspec.structs.astuple
@@ -59,7 +59,7 @@ def apply_book(quote: QuoteState, msg: SecurityMsg) -> bool:
     raw = _astuple(msg)[_BOOK]
     if None in raw:
         raw = tuple(0.0 if x is None else x for x in raw)
-    bp, bv, ap, av = raw[0:10], raw[10:20], raw[20:30], raw[30:40]
+    ap, av, bp, bv = raw[0:10], raw[10:20], raw[20:30], raw[30:40]
     changed = False
     if bp != quote.bid_prices or bv != quote.bid_vols or ap != quote.ask_prices or av != quote.ask_vols:
         quote.bid_prices, quote.bid_vols, quote.ask_prices, quote.ask_vols = bp, bv, ap, av
