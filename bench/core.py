@@ -222,7 +222,6 @@ async def bench(n: int, seed: int, binary: str, universe: str = "vn30") -> dict:
         await redis.config_resetstat()
         exactly_once = await drain(redis, settings, session)
         results["script"] = await script_figures(redis)
-        results["fold"] = {"ours": exactly_once, "baseline": in_memory}
 
         # -- snapshot -------------------------------------------------------
         results["snapshot"] = await snapshot_figures(redis, session)
@@ -250,6 +249,11 @@ async def bench(n: int, seed: int, binary: str, universe: str = "vn30") -> dict:
                 ours.append(await drain(redis, settings, session))
                 memory_ours.append(fold_in_memory(frames, session, history=True))
                 memory_originals.append(fold_in_memory(frames, session, history=False))
+        # The fold row too: its first run alone swings by +-15 % on a shared box.
+        results["fold"] = {
+            "ours": statistics.median(ours), "baseline": statistics.median(memory_ours),
+            "range": (min(ours), max(ours)), "runs": len(ours),
+        }
         results["kinds"] = {
             "ours": statistics.median(ours), "baseline": statistics.median(originals),
             "in_memory": statistics.median(memory_ours), "in_memory_baseline": statistics.median(memory_originals),
@@ -267,7 +271,8 @@ def table(r: dict) -> str:
         ("ingest (file -> stream)", f"{r['ingest']['ours']:,.0f} frames/s",
          f"{r['ingest']['baseline']:,.0f} frames/s (bare pipelined XADD)",
          f"{r['ingest']['ours'] / r['ingest']['baseline']:.2f}x", ">= 100k/s and >= 0.8x"),
-        ("fold (stream -> hashes, exactly once)", f"{r['fold']['ours']:,.0f} frames/s",
+        (f"fold (stream -> hashes, exactly once, median of {r['fold']['runs']})",
+         f"{r['fold']['ours']:,.0f} frames/s ({r['fold']['range'][0]:,.0f}-{r['fold']['range'][1]:,.0f})",
          f"{r['fold']['baseline']:,.0f} frames/s (same folds in memory)",
          f"{r['fold']['ours'] / r['fold']['baseline']:.2f}x",
          f">= {target['fold'] // 1000}k/s and >= {target['ratio']}x"),
