@@ -21,7 +21,7 @@ from redis.asyncio.connection import Connection
 from redis.backoff import ExponentialBackoff
 from redis.crc import key_slot
 from redis.exceptions import AskError, ClusterDownError, TryAgainError
-from redis.retry import Retry
+from redis.asyncio.retry import Retry  # the asyncio one: a sync Retry is converted with a warning
 
 from app.store import RedisClient, _identity
 

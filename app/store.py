@@ -25,7 +25,7 @@ from redis.exceptions import (
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
+from redis.asyncio.retry import Retry  # the asyncio one: a sync Retry is converted with a warning
 
 from app import redact
 from app.config import Settings, mask_password
