@@ -11,6 +11,9 @@ from app.ssi_protocol import DEFAULT_STREAM_URL, DEFAULT_URL
 
 
 _SECRET_FIELDS = ("ssi_consumer_secret", "ws_token", "api_tokens", "api_jwt_secret")
+# RFC 7518 §3.2: an HS256 key shorter than the hash (32 bytes) can be guessed offline from
+# any one token a browser holds, so a shorter API_JWT_SECRET is refused at start.
+JWT_SECRET_MIN_BYTES = 32
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
@@ -65,6 +68,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
         from app.api.addresses import TrustedProxies  # a pure parser; checked at load, not at the first request
 
         TrustedProxies.parse(self.forwarded_allow_ips)
+        if self.api_jwt_secret and len(self.api_jwt_secret.encode()) < JWT_SECRET_MIN_BYTES:
+            # The message gives the length needed, never the secret.
+            raise ValueError(f"API_JWT_SECRET must be at least {JWT_SECRET_MIN_BYTES} bytes (HS256)")
 
     def __repr__(self) -> str:
         # Settings may end up in a log line or a traceback: never show secrets.

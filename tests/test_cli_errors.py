@@ -140,6 +140,11 @@ def test_a_bad_setting_names_its_variable():
     assert "REDIS_WAIT_S" in line and "invalid setting" in line
 
 
+def test_a_short_jwt_secret_is_one_line_that_does_not_show_it():
+    line = one_line(run_cli("snapshot", env=cli_env(closed_url(), API_JWT_SECRET="short-secret-4f2a")), 2)
+    assert "API_JWT_SECRET must be at least 32 bytes" in line and "short-secret-4f2a" not in line
+
+
 def test_a_writer_told_to_give_up_raises_instead_of_retrying_forever():
     import asyncio
 

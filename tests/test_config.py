@@ -22,6 +22,15 @@ def test_a_bad_setting_stops_with_a_clear_message():
         load_settings({"WS_THROTTLE_MS": "fast"})
 
 
+def test_a_jwt_secret_shorter_than_hs256_needs_is_refused_without_showing_it():
+    short = "only-31-bytes-of-jwt-secret-xyz"
+    assert len(short) == 31
+    with pytest.raises(SystemExit, match="API_JWT_SECRET must be at least 32 bytes") as caught:
+        load_settings({"API_JWT_SECRET": short})
+    assert short not in str(caught.value)
+    assert load_settings({"API_JWT_SECRET": short + "!"}).api_jwt_secret == short + "!"
+
+
 def test_secrets_never_show_in_a_repr():
     s = Settings(ssi_consumer_secret="s3cr3t", ws_token="t0ken", redis_url="redis://user:pa55@host:6379/0")
     text = repr(s)

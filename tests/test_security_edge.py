@@ -27,7 +27,7 @@ from tests.apiserver import until
 pytestmark = pytest.mark.anyio
 
 TOKEN = "edge-static-token-3f9a"
-SECRET = "edge-jwt-secret-0c1d77"
+SECRET = "edge-jwt-secret-0c1d77-" + "5e" * 12
 RECEIVED = 1_795_600_000_000
 
 
