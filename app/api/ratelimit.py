@@ -20,26 +20,27 @@ from limits.storage import MemoryStorage
 from limits.strategies import FixedWindowRateLimiter
 from litestar.enums import ScopeType
 from litestar.exceptions import TooManyRequestsException
-from litestar.middleware import AbstractMiddleware, DefineMiddleware
+from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from app.api.addresses import TrustedProxies
 from app.api.auth import NOT_LIMITED
 
 
-class RateLimit(AbstractMiddleware):
-    """Refuses (429) a client address's requests beyond ``per_second`` in a second."""
+class RateLimit(ASGIMiddleware):
+    """Refuses (429) a client address's requests beyond ``per_second`` in a second.
 
-    scopes = {ScopeType.HTTP}
+    One instance serves every request, so its counters are the node's (as intended)."""
+
+    scopes = (ScopeType.HTTP,)
     exclude_opt_key = NOT_LIMITED
 
-    def __init__(self, app: ASGIApp, per_second: int, proxies: TrustedProxies) -> None:
-        super().__init__(app)
+    def __init__(self, per_second: int, proxies: TrustedProxies) -> None:
         self.item = RateLimitItemPerSecond(per_second)
         self.limiter = FixedWindowRateLimiter(MemoryStorage())
         self.proxies = proxies
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         client = scope.get("client")
         forwarded = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-forwarded-for"), None)
         address = self.proxies.client(client[0] if client else None, forwarded)
@@ -49,11 +50,11 @@ class RateLimit(AbstractMiddleware):
                 detail="too many requests from this address, retry shortly",
                 headers={"Retry-After": str(max(1, math.ceil(reset - time.time())))},
             )
-        await self.app(scope, receive, send)
+        await next_app(scope, receive, send)
 
 
-def rate_limit(per_second: int, proxies: TrustedProxies) -> DefineMiddleware | None:
+def rate_limit(per_second: int, proxies: TrustedProxies) -> RateLimit | None:
     """The middleware, or None when the limit is off (0)."""
     if per_second <= 0:
         return None
-    return DefineMiddleware(RateLimit, per_second=per_second, proxies=proxies)
+    return RateLimit(per_second, proxies)
