@@ -75,38 +75,47 @@ class EntityCache:
 
     async def refresh(self, redis: Redis, date: str, names: Iterable[str] | None = None) -> None:
         """Bring ``names`` (None: every entity) up to date for session ``date``."""
+        names = list(names) if names is not None else None  # read again on a retry
         async with self._lock:
-            if date != self.date:
-                self.reset(date)
-            generation = self._generation
-            if names is None and not self.complete:
-                self.dirty.clear()  # what a notice marks during the read is read again
-                got = await self._read(redis, date, None)
-                if generation != self._generation:
-                    return
-                for name in [n for n in self.texts if n not in got]:
-                    self._set(name, None)
-                for name, value in got.items():
-                    self._set(name, value)
-                self.complete = True
-                return
-            if names is None:
-                want = list(self.dirty)
-            else:
-                texts, dirty = self.texts, self.dirty
-                want = [n for n in names if n in dirty or n not in texts]
-            if not want:
-                return
-            self.dirty.difference_update(want)  # a notice during the read marks them again
-            try:
-                got = await self._read(redis, date, want)
-            except BaseException:
-                self.dirty.update(want)
-                raise
+            # A reset during the read (pub/sub lost, a new session followed) throws its
+            # result away: read again, or the caller would render what it never read.
+            while not await self._refresh_once(redis, date, names):
+                pass
+
+    async def _refresh_once(self, redis: Redis, date: str, names: Iterable[str] | None) -> bool:
+        """One read; False when a reset overtook it (its result is dropped)."""
+        if date != self.date:
+            self.reset(date)
+        generation = self._generation
+        if names is None and not self.complete:
+            self.dirty.clear()  # what a notice marks during the read is read again
+            got = await self._read(redis, date, None)
             if generation != self._generation:
-                return
-            for name in want:
-                self._set(name, got.get(name))
+                return False
+            for name in [n for n in self.texts if n not in got]:
+                self._set(name, None)
+            for name, value in got.items():
+                self._set(name, value)
+            self.complete = True
+            return True
+        if names is None:
+            want = list(self.dirty)
+        else:
+            texts, dirty = self.texts, self.dirty
+            want = [n for n in names if n in dirty or n not in texts]
+        if not want:
+            return True
+        self.dirty.difference_update(want)  # a notice during the read marks them again
+        try:
+            got = await self._read(redis, date, want)
+        except BaseException:
+            self.dirty.update(want)
+            raise
+        if generation != self._generation:
+            return False
+        for name in want:
+            self._set(name, got.get(name))
+        return True
 
     def _set(self, name: str, value: Any) -> None:
         if value is None:
