@@ -42,15 +42,18 @@ async def rest(server: ApiServer, path: str) -> dict:
         return response.json()
 
 
-async def recv(ws, timeout: float = 10.0) -> dict:
-    """The next protocol message (heartbeats and feed status skipped)."""
+async def recv_text(ws, timeout: float = 10.0) -> str:
+    """The next protocol message as sent (heartbeats and feed status skipped)."""
     async with asyncio.timeout(timeout):
         while True:
             message = await ws.recv()
-            if isinstance(message, str):
-                data = json.loads(message)
-                if data.get("type") != "status":
-                    return data
+            if isinstance(message, str) and json.loads(message).get("type") != "status":
+                return message
+
+
+async def recv(ws, timeout: float = 10.0) -> dict:
+    """The next protocol message, decoded (heartbeats and feed status skipped)."""
+    return json.loads(await recv_text(ws, timeout))
 
 
 async def send(ws, **message) -> None:
@@ -220,13 +223,13 @@ async def test_two_nodes_send_identical_data_for_the_same_subscription(redis, se
     await project(redis, settings, base_frames())
     with ApiServer(redis_server.url, WS_THROTTLE_MS="50") as other:
         async with websockets.connect(node.ws + "/ws") as a, websockets.connect(other.ws + "/ws") as b:
-            texts = {}
             for ws in (a, b):
                 await send(ws, op="subscribe", channel="board", symbols="*")
-            texts = [await a.recv(), await b.recv()]
+            # Each node tells of the feed as it learns of it; the data must be the same.
+            texts = [await recv_text(a), await recv_text(b)]
             assert texts[0] == texts[1] and json.loads(texts[0])["type"] == "snapshot"
             await project(redis, settings, [F.trade("FPT", 118200, 100, 600, time="09:25:00")])
-            assert await a.recv() == await b.recv()
+            assert await recv_text(a) == await recv_text(b)
 
 
 async def test_auth_by_the_first_message(redis, settings, redis_server):
