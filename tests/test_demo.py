@@ -315,6 +315,9 @@ async def test_the_page_shows_the_simulated_badge_and_clock(redis, settings, tmp
         browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True,
                                            args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
         try:
+            # During the catch-up the clock shows how far the fold has got; what follows
+            # is about the page once the demo is live.
+            await asyncio.wait_for(demo.caught_up.wait(), 60)
             page = await browser.new_page(viewport={"width": 1400, "height": 900})
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
