@@ -127,7 +127,11 @@ def _side(prices: tuple[float, ...], vols: tuple[float, ...]) -> str | None:
     n = BOOK_DEPTH
     while n and not (prices[n - 1] or vols[n - 1]):
         n -= 1
-    return _dumps([[prices[i], vols[i]] for i in range(n)]).decode() if n else None
+    if not n:
+        return None
+    # orjson writes a tuple of pairs as the same JSON as a list of lists, made faster.
+    pairs = zip(prices, vols) if n == BOOK_DEPTH else zip(prices[:n], vols[:n])
+    return _dumps(tuple(pairs)).decode()
 
 
 _FIELDS = QuoteState.__struct_fields__
